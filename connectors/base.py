@@ -54,7 +54,8 @@ class RuleConfig(BaseModel):
 
     def conditions(self) -> dict[str, Any]:
         """The rule's conditions (everything but ``source``) that are set."""
-        return {k: v for k, v in self.model_dump(exclude={"source"}).items() if v not in (None, [], ())}
+        dumped = self.model_dump(exclude={"source"}, exclude_defaults=True)
+        return {k: v for k, v in dumped.items() if v not in (None, [], ())}
 
     def fingerprint(self) -> str:
         """A stable string naming what this rule selects (shared by identical rules)."""
