@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+import builtins
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -134,9 +135,9 @@ class ConnectorPlugin:
     """What a tracker module registers: its config models and how to build its connector."""
 
     type: str
-    source_model: type[SourceConfig]
-    rule_model: type[RuleConfig]
-    publish_model: type[PublishConfig]
+    source_model: builtins.type[SourceConfig]
+    rule_model: builtins.type[RuleConfig]
+    publish_model: builtins.type[PublishConfig]
     factory: Any
     """``factory(name: str, config: SourceConfig, http: HttpClient) -> Connector``"""
     http_defaults: ClassVar[dict[str, Any]] = {}
