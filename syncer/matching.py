@@ -1,0 +1,152 @@
+"""Pure matching: which key results an item serves.
+
+Rules come from the config (``KeyResult.match``); each tracker's rule model decides on one item
+with its own ``matches()``. This module only orders the rules, indexes them by source (so an
+item is tried against the rules of its own source only: 200k items x every rule would not do),
+and applies the counting rules of CONTRACT §3 that hold for every tracker: sub-tasks never match
+(they follow their parent) and an item matched twice within one key result counts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+from connectors.base import RuleConfig
+from syncer.config import Config
+from syncer.model import ItemKind, WorkItem
+
+__all__ = [
+    "CompiledRule",
+    "RuleIndex",
+    "build_index",
+    "compile_rules",
+    "match_all",
+    "match_item",
+    "rules_needing_members",
+]
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """One match rule with the key result it feeds and its position in that KR's ``match`` list.
+
+    ``index`` is what ``explain`` shows as "which rule matched".
+    """
+
+    kr_id: str
+    index: int
+    rule: RuleConfig
+
+
+def compile_rules(config: Config) -> tuple[CompiledRule, ...]:
+    """Every key result's rules in config order (manual key results have none)."""
+    return tuple(
+        CompiledRule(kr.id, index, rule)
+        for _, kr in config.key_results()
+        if kr.metric != "manual"
+        for index, rule in enumerate(kr.match)
+    )
+
+
+class RuleIndex(Sequence[CompiledRule]):
+    """The compiled rules, also grouped by source name.
+
+    It is still a ``Sequence`` (in the original order), so it can go wherever a list of rules
+    goes; ``match_item`` notices it and only walks the rules of the item's source.
+    """
+
+    __slots__ = ("_by_source", "_rules")
+
+    def __init__(self, rules: Iterable[CompiledRule]) -> None:
+        self._rules = tuple(rules)
+        grouped: dict[str, list[CompiledRule]] = {}
+        for compiled in self._rules:
+            grouped.setdefault(compiled.rule.source, []).append(compiled)
+        self._by_source = {source: tuple(group) for source, group in grouped.items()}
+
+    def for_source(self, source: str) -> tuple[CompiledRule, ...]:
+        """The rules that can select an item of ``source``, in config order."""
+        return self._by_source.get(source, ())
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """Source names that at least one rule refers to."""
+        return frozenset(self._by_source)
+
+    @overload
+    def __getitem__(self, index: int) -> CompiledRule: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[CompiledRule]: ...
+
+    def __getitem__(self, index: int | slice) -> CompiledRule | Sequence[CompiledRule]:
+        return self._rules[index]
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __iter__(self) -> Iterator[CompiledRule]:
+        return iter(self._rules)
+
+
+def build_index(rules: Iterable[CompiledRule]) -> RuleIndex:
+    """Group rules by source once, so matching an item costs only the rules of its source."""
+    return rules if isinstance(rules, RuleIndex) else RuleIndex(rules)
+
+
+def match_item(
+    item: WorkItem,
+    rules: Sequence[CompiledRule],
+    members: Mapping[str, frozenset[str]],
+) -> dict[str, int]:
+    """``{kr_id: index of the first rule of that KR that selects item}``.
+
+    A dict because an item that two rules of one key result select still counts once there.
+    Sub-tasks never match: they follow their parent, whatever the tracker's rule model says.
+    Pass a ``RuleIndex`` (``build_index``) when matching many items.
+    """
+    if item.kind is ItemKind.SUBTASK:
+        return {}
+    candidates: Sequence[CompiledRule] = (
+        rules.for_source(item.source) if isinstance(rules, RuleIndex) else rules
+    )
+    found: dict[str, int] = {}
+    for compiled in candidates:
+        if compiled.kr_id in found or compiled.rule.source != item.source:
+            continue
+        if compiled.rule.matches(item, members):
+            found[compiled.kr_id] = compiled.index
+    return found
+
+
+def match_all(
+    items: Iterable[WorkItem],
+    rules: Sequence[CompiledRule],
+    members: Mapping[str, frozenset[str]],
+) -> dict[str, dict[str, int]]:
+    """``{kr_id: {item_id: rule index}}`` over many items: what each key result is made of.
+
+    Every key result with at least one rule appears, even with no items, so a KR whose work all
+    went away reads as empty rather than missing.
+    """
+    index = build_index(rules)
+    result: dict[str, dict[str, int]] = {compiled.kr_id: {} for compiled in index}
+    for item in items:
+        for kr_id, rule_index in match_item(item, index, members).items():
+            result[kr_id][item.id] = rule_index
+    return result
+
+
+def rules_needing_members(rules: Iterable[CompiledRule | RuleConfig]) -> dict[str, RuleConfig]:
+    """The rules only the tracker can evaluate (JQL, descendants), keyed by fingerprint.
+
+    Identical rules in several key results share one fingerprint, so each is asked for once.
+    """
+    found: dict[str, RuleConfig] = {}
+    for entry in rules:
+        rule = entry.rule if isinstance(entry, CompiledRule) else entry
+        if rule.needs_members():
+            found.setdefault(rule.fingerprint(), rule)
+    return found
