@@ -9,20 +9,26 @@ module and nothing else. Raw tracker JSON never leaves that module: the connecto
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-import builtins
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from syncer.model import Page, PlannedWrite, WorkItem
 
 if TYPE_CHECKING:
-    from connectors.http import HttpClient
+    import threading
+    from datetime import datetime
+
+    import requests
+
+    from connectors.http import HttpPolicy
 
 __all__ = [
     "Connector",
+    "ConnectorContext",
     "ConnectorPlugin",
     "PublishConfig",
     "RuleConfig",
@@ -130,6 +136,32 @@ class Connector(Protocol):
         ...
 
 
+@dataclass
+class ConnectorContext:
+    """What ``run_once`` hands a connector besides its config: seams for tests and shutdown.
+
+    The connector builds its own ``connectors.http.HttpClient`` (auth is tracker-specific) from
+    ``policy``, ``stop``, ``session`` and ``sleep``; ``now`` is the wall clock (UTC).
+    """
+
+    policy: HttpPolicy
+    stop: threading.Event
+    now: Any
+    """``now() -> datetime`` (timezone-aware UTC)."""
+    session: requests.Session | None = None
+    sleep: Any = None
+    """``sleep(seconds)`` override for tests; ``None`` waits on ``stop``."""
+    state: dict[str, Any] | None = None
+    """Slow-changing facts the connector may cache between passes (field ids, server flavour)."""
+
+
+def utc_now() -> datetime:
+    from datetime import UTC
+    from datetime import datetime as _dt
+
+    return _dt.now(UTC)
+
+
 @dataclass(frozen=True)
 class ConnectorPlugin:
     """What a tracker module registers: its config models and how to build its connector."""
@@ -139,9 +171,8 @@ class ConnectorPlugin:
     rule_model: builtins.type[RuleConfig]
     publish_model: builtins.type[PublishConfig]
     factory: Any
-    """``factory(name: str, config: SourceConfig, http: HttpClient) -> Connector``"""
-    http_defaults: ClassVar[dict[str, Any]] = {}
+    """``factory(name: str, config: SourceConfig, context: ConnectorContext) -> Connector``"""
 
-    def build(self, name: str, config: SourceConfig, http: HttpClient) -> Connector:
-        connector: Connector = self.factory(name, config, http)
+    def build(self, name: str, config: SourceConfig, context: ConnectorContext) -> Connector:
+        connector: Connector = self.factory(name, config, context)
         return connector

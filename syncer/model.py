@@ -107,7 +107,7 @@ class Page:
 
     ``cursor`` is the connector's opaque resume state to commit together with these items, or
     ``None`` to leave the stored cursor as it is (a cursor only moves when the scan it covers
-    has completed, so a crash never leaves it ahead of the data). ``seen_ids`` lists the ids a
+    has completed, so a crash never leaves it ahead of the data). ``census`` lists the ids a
     full pass or census observed (used to retire items that are gone); ``members`` maps a rule
     fingerprint to the ids the tracker says match it (JQL and parent rules, evaluated
     server-side).
@@ -116,7 +116,12 @@ class Page:
     items: tuple[WorkItem, ...] = ()
     cursor: Mapping[str, Any] | None = None
     members: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    requests: int = 0
+    members_scope: frozenset[str] | None = None
+    """The ids over which ``members`` was evaluated; ``None`` means every id (a full replace).
+    An incremental pass re-evaluates JQL rules only for the items that changed, so the new set
+    of a rule is (stored set − members_scope) ∪ members[fingerprint]."""
+    census: frozenset[str] | None = None
+    """On the last page of a full pass or census: every id in the source's scope right now."""
 
 
 @dataclass(frozen=True, slots=True)

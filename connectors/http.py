@@ -1,0 +1,431 @@
+"""The one HTTP layer every connector uses: timeouts, bounded retries, rate limits, counting, redaction.
+
+Why not the trackers' own clients' retry logic: pycontribs ``ResilientSession`` has no timeout,
+retries only 429/503 and can retry *before* a long ``Retry-After``; PyGithub's ``GithubRetry``
+retries 5xx ten times with no backoff and ignores a 429 without ``Retry-After``
+(research §I fact 45, §J fact 48). Here:
+
+- every request has a (connect, read) timeout and goes out one at a time per client (a lock),
+  so one token never has two requests in flight;
+- 429, 5xx, timeouts, connection errors and truncated / non-JSON 200 answers are retried with
+  exponential backoff plus jitter (tenacity), a bounded number of times;
+- ``Retry-After`` (seconds or an HTTP date) and ``X-RateLimit-Reset`` are floors: no request is
+  sent before them, jitter only adds on top; a 403/429 with ``x-ratelimit-remaining: 0`` waits
+  for the reset; GitHub's secondary limit without headers waits at least a minute;
+- a wait that would end past the pass deadline, or a stop request (SIGTERM), raises instead of
+  sleeping, so a source stops cleanly with its cursor unchanged and shutdown is never blocked;
+- every attempt is counted (``request_count``), 304s separately (``not_modified``: they cost no quota);
+- error messages never contain a secret: known secret values and ``Authorization`` headers are
+  replaced by ``***`` before any exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from syncer.errors import AuthError, RateLimitedError, SourceError, TransientError
+
+__all__ = ["HttpClient", "HttpPolicy", "StatusError", "redact"]
+
+_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+_USER_AGENT = "okrsync/0.1 (+https://github.com/okrsync/okrsync)"
+
+
+class StatusError(SourceError):
+    """An answer the caller may want to handle (404, 410, 400, 403 without a rate limit...)."""
+
+    def __init__(self, source: str, message: str, status: int, body: str = "") -> None:
+        super().__init__(source, message)
+        self.status = status
+        self.body = body
+
+
+class _Retry(Exception):
+    """Internal: an attempt failed in a way worth another try; ``floor`` is the server's minimum wait."""
+
+    def __init__(self, reason: str, floor: float = 0.0, rate_limited: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.floor = floor
+        self.rate_limited = rate_limited
+
+
+class _PastDeadline(Exception):
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value (and anything after ``Authorization:``) masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    lowered = text.lower()
+    marker = "authorization"
+    index = lowered.find(marker)
+    while index != -1:
+        end = text.find("\n", index)
+        end = len(text) if end == -1 else end
+        text = text[:index] + "Authorization: ***" + text[end:]
+        lowered = text.lower()
+        index = lowered.find(marker, index + len("Authorization: ***"))
+    return text
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Knobs of the HTTP layer; defaults suit a daemon against the real trackers."""
+
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    jitter: float = 0.5
+    """Up to this share of the wait is added at random (never subtracted)."""
+    unknown_limit_wait: float = 60.0
+    """Wait after a rate limit that names no time (GitHub secondary limit without headers)."""
+    deadline: float | None = None
+    """Seconds from the client's creation after which no wait may end (the pass deadline)."""
+
+
+@dataclass
+class HttpClient:
+    """A requests session bound to one tracker base URL and one credential."""
+
+    source: str
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    policy: HttpPolicy = field(default_factory=HttpPolicy)
+    ca_bundle: str | None = None
+    session: requests.Session | None = None
+    sleep: Callable[[float], None] | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    stop: threading.Event = field(default_factory=threading.Event)
+    request_count: int = 0
+    not_modified: int = 0
+    writes: int = 0
+    rate_remaining: int | None = None
+    near_limit_signals: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _started: float = 0.0
+    _not_before: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if self.session is None:
+            self.session = requests.Session()
+        self.session.headers.update({"User-Agent": _USER_AGENT, "Accept": "application/json"})
+        self.session.headers.update(dict(self.headers))
+        # Certificate verification stays on; a CA bundle only adds trust, it never disables it.
+        self.session.verify = self.ca_bundle or True
+        self._started = self.monotonic()
+
+    # -- public -----------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
+        """GET and decode JSON; a truncated or non-JSON body is retried like a 5xx."""
+        return self.request("GET", path, params=params, parse_json=True, **kw).json_body
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        parse_json: bool = False,
+        accept: Iterable[int] = (),
+    ) -> Response:
+        """Send one logical request (retried as needed) and return its answer.
+
+        2xx and 304 are returned; statuses in ``accept`` are returned too; 401 and a 403 that is
+        not a rate limit raise ``AuthError``; other 4xx raise ``StatusError``; retryable failures
+        that outlast the attempts raise ``TransientError``; waits past the deadline raise
+        ``RateLimitedError``.
+        """
+        accepted = set(accept)
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.policy.attempts)),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retry),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(method, path, params, json_body, headers, parse_json, accepted)
+        except _Retry as exc:
+            raise self._give_up(exc) from None
+        except _PastDeadline as exc:
+            resume = datetime.now(UTC) + timedelta(seconds=exc.wait)
+            raise RateLimitedError(
+                self.source,
+                f"rate limited: the tracker asks to wait {exc.wait:.0f}s, past this pass's deadline; "
+                f"resuming at {resume:%Y-%m-%dT%H:%M:%SZ}",
+                resume_at=resume,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        parse_json: bool,
+        accepted: set[int],
+    ) -> Response:
+        if self.stop.is_set():
+            raise TransientError(self.source, "stopped before the request was sent")
+        assert self.session is not None
+        with self._lock:
+            self._honour_not_before()
+            self.request_count += 1
+            if method != "GET":
+                self.writes += 1
+            try:
+                raw = self.session.request(
+                    method,
+                    self.url(path),
+                    params=params,
+                    json=json_body,
+                    headers=dict(headers or {}),
+                    timeout=(self.policy.connect_timeout, self.policy.timeout),
+                    allow_redirects=True,
+                )
+            except requests.Timeout as exc:
+                raise _Retry(f"timed out ({type(exc).__name__})") from None
+            except requests.ConnectionError:
+                raise _Retry(f"cannot connect to {self._host()}") from None
+            except requests.RequestException as exc:
+                raise _Retry(f"request failed ({type(exc).__name__})") from None
+        self._note_limits(raw)
+        status = raw.status_code
+        if status == 304:
+            self.not_modified += 1
+            return Response(raw, None)
+        if status in (403, 429) and self._is_rate_limited(raw):
+            floor = self._rate_limit_floor(raw)
+            raise _Retry(f"rate limited (HTTP {status})", floor=floor, rate_limited=True)
+        if status in _RETRYABLE_STATUS:
+            raise _Retry(f"HTTP {status} from {self._host()}", floor=_retry_after(raw) or 0.0)
+        if status in accepted:
+            return Response(raw, self._decode(raw) if parse_json and raw.content else None)
+        if status == 401 or status == 403:
+            raise AuthError(self.source, self._describe(raw, "credentials refused"))
+        if status >= 400:
+            raise StatusError(self.source, self._describe(raw, "request refused"), status, self._excerpt(raw))
+        return Response(raw, self._decode(raw) if parse_json else None)
+
+    def _decode(self, raw: requests.Response) -> Any:
+        try:
+            return json.loads(raw.content)
+        except (ValueError, UnicodeDecodeError):
+            kind = raw.headers.get("Content-Type", "unknown type").split(";")[0]
+            raise _Retry(f"a malformed or truncated answer ({kind}, {len(raw.content)} bytes)") from None
+
+    # -- waits ------------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        floor: float = exc.floor if isinstance(exc, _Retry) else 0.0
+        if isinstance(exc, _Retry) and exc.rate_limited and floor <= 0:
+            floor = self.policy.unknown_limit_wait * (2 ** max(0, state.attempt_number - 1))
+        growth = self.policy.backoff_base * 2 ** (state.attempt_number - 1)
+        backoff: float = min(self.policy.backoff_max, growth)
+        wait = max(floor, backoff)
+        return wait + random.uniform(0, self.policy.jitter * wait)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.policy.deadline is not None:
+            elapsed = self.monotonic() - self._started
+            if elapsed + seconds > self.policy.deadline:
+                raise _PastDeadline(seconds)
+        if self.sleep is not None:
+            self.sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise TransientError(self.source, "stopped while waiting to retry")
+
+    def _honour_not_before(self) -> None:
+        """Never send before a rate-limit reset announced on an earlier (successful) answer."""
+        wait = self._not_before - self.monotonic()
+        if wait > 0:
+            self._sleep(wait)
+
+    # -- rate-limit headers -----------------------------------------------------------------
+
+    def _note_limits(self, raw: requests.Response) -> None:
+        remaining = raw.headers.get("x-ratelimit-remaining")
+        if remaining is not None and remaining.strip().isdigit():
+            self.rate_remaining = int(remaining)
+            if self.rate_remaining == 0 and raw.status_code < 400:
+                reset = _reset_seconds(raw)
+                if reset:
+                    self._not_before = self.monotonic() + reset
+        near = raw.headers.get("X-RateLimit-NearLimit", "").lower() == "true"
+        if near or "Beta-Retry-After" in raw.headers:
+            # Advisory only (research fact 28): never sleep on it, just note it for the metrics.
+            self.near_limit_signals += 1
+
+    @staticmethod
+    def _is_rate_limited(raw: requests.Response) -> bool:
+        if raw.status_code == 429:
+            return True
+        if raw.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in raw.headers:
+            return True
+        return "rate limit" in raw.text[:2000].lower()
+
+    @staticmethod
+    def _rate_limit_floor(raw: requests.Response) -> float:
+        after = _retry_after(raw)
+        if after is not None:
+            return after
+        if raw.headers.get("x-ratelimit-remaining") == "0" or raw.status_code == 429:
+            reset = _reset_seconds(raw)
+            if reset is not None:
+                return reset
+        return 0.0
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _host(self) -> str:
+        return self.base_url.split("://", 1)[-1].split("/", 1)[0]
+
+    def _excerpt(self, raw: requests.Response) -> str:
+        return redact(raw.text[:500], self.secrets)
+
+    def _describe(self, raw: requests.Response, what: str) -> str:
+        detail = _error_detail(raw)
+        text = f"{what}: HTTP {raw.status_code} on {raw.request.method} {_path_of(raw.url)}"
+        return redact(f"{text} ({detail})" if detail else text, self.secrets)
+
+    def _give_up(self, exc: _Retry) -> SourceError:
+        message = redact(f"{exc.reason}; gave up after {self.policy.attempts} attempts", self.secrets)
+        if exc.rate_limited:
+            return RateLimitedError(self.source, message)
+        return TransientError(self.source, message)
+
+
+@dataclass
+class Response:
+    """A finished answer: the raw response and, when asked for, its decoded JSON."""
+
+    raw: requests.Response
+    json_body: Any
+
+    @property
+    def status(self) -> int:
+        return self.raw.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.raw.headers
+
+    @property
+    def not_modified(self) -> bool:
+        return self.raw.status_code == 304
+
+    def next_link(self) -> str | None:
+        """The ``rel="next"`` URL of a ``Link`` header (GitHub pagination)."""
+        return _next_link(self.raw.headers.get("Link", ""))
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        section = part.split(";")
+        if len(section) < 2:
+            continue
+        url = section[0].strip().strip("<>")
+        if any(s.strip().replace(" ", "") in ('rel="next"', "rel=next") for s in section[1:]):
+            return url
+    return None
+
+
+def _retry_after(raw: requests.Response) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date); ``0`` still means "wait a little"."""
+    value = raw.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.5, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.5, (when - datetime.now(UTC)).total_seconds())
+
+
+def _reset_seconds(raw: requests.Response) -> float | None:
+    """Seconds until ``X-RateLimit-Reset``: GitHub sends epoch seconds, Jira an ISO-8601 time."""
+    value = raw.headers.get("x-ratelimit-reset")
+    if not value:
+        return None
+    value = value.strip()
+    now = datetime.now(UTC)
+    try:
+        number = float(value)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(1.0, (when - now).total_seconds())
+    if number > 1e9:  # epoch seconds
+        return max(1.0, number - now.timestamp())
+    return max(1.0, number)
+
+
+def _error_detail(raw: requests.Response) -> str:
+    """The tracker's own error text, when it sent one (Jira errorMessages, GitHub message)."""
+    try:
+        body = raw.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    messages = body.get("errorMessages")
+    if isinstance(messages, list):
+        parts.extend(str(m) for m in messages[:3])
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        parts.extend(f"{k}: {v}" for k, v in list(errors.items())[:3])
+    if isinstance(body.get("message"), str):
+        parts.append(body["message"])
+    return "; ".join(parts)[:300]
+
+
+def _path_of(url: str | None) -> str:
+    if not url:
+        return "?"
+    rest = url.split("://", 1)[-1]
+    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"

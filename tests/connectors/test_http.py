@@ -1,0 +1,198 @@
+"""The HTTP layer: retries, rate-limit floors, deadlines, counting and redaction."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+from responses import registries
+
+from connectors.http import HttpClient, HttpPolicy, StatusError
+from syncer.errors import AuthError, RateLimitedError, TransientError
+
+BASE = "http://127.0.0.1:9/api"
+SECRET = "s3cr3t-token-value"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.sent_at: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def make_client(clock: FakeClock, **policy: float | int | None) -> HttpClient:
+    return HttpClient(
+        source="jira",
+        base_url=BASE,
+        headers={"Authorization": f"Bearer {SECRET}"},
+        secrets=(SECRET,),
+        policy=HttpPolicy(**policy),  # type: ignore[arg-type]
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+
+
+def stamp(clock: FakeClock, status: int, body: str = "{}", headers: dict[str, str] | None = None):
+    def callback(request):
+        clock.sent_at.append(clock.now)
+        return status, headers or {}, body
+
+    return callback
+
+
+@responses.activate(registry=registries.OrderedRegistry)
+def test_retry_after_is_a_floor_and_every_attempt_is_counted() -> None:
+    clock = FakeClock()
+    for _ in range(3):
+        responses.add_callback("GET", f"{BASE}/x", callback=stamp(clock, 429, headers={"Retry-After": "7"}))
+    responses.add_callback("GET", f"{BASE}/x", callback=stamp(clock, 200, '{"ok": true}'))
+    client = make_client(clock)
+    assert client.get_json("x") == {"ok": True}
+    assert client.request_count == 4
+    gaps = [b - a for a, b in zip(clock.sent_at, clock.sent_at[1:], strict=False)]
+    assert len(gaps) == 3
+    assert all(gap >= 7 for gap in gaps), gaps
+    assert all(gap <= 7 * 1.5 + 1e-9 for gap in gaps), "jitter adds at most half the wait"
+
+
+@responses.activate(registry=registries.OrderedRegistry)
+def test_5xx_burst_is_retried_with_growing_backoff_then_succeeds() -> None:
+    clock = FakeClock()
+    for status in (500, 502, 503, 504):
+        responses.add("GET", f"{BASE}/x", status=status)
+    responses.add("GET", f"{BASE}/x", json={"n": 1})
+    client = make_client(clock, attempts=5, jitter=0.0)
+    assert client.get_json("x") == {"n": 1}
+    assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]
+
+
+@responses.activate
+def test_5xx_past_the_attempt_budget_is_a_transient_error() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", status=502)
+    client = make_client(clock, attempts=3)
+    with pytest.raises(TransientError, match="HTTP 502"):
+        client.get_json("x")
+    assert client.request_count == 3
+
+
+@responses.activate(registry=registries.OrderedRegistry)
+def test_truncated_json_is_retried_and_never_returned() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", body='{"issues":[{"id":', content_type="application/json")
+    responses.add("GET", f"{BASE}/x", body="<html>proxy</html>", content_type="text/html")
+    responses.add("GET", f"{BASE}/x", json={"issues": []})
+    client = make_client(clock)
+    assert client.get_json("x") == {"issues": []}
+    assert client.request_count == 3
+
+
+@responses.activate
+def test_truncated_json_every_time_fails_the_source() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", body='{"issues":[', content_type="application/json")
+    with pytest.raises(TransientError, match="malformed or truncated"):
+        make_client(clock, attempts=2).get_json("x")
+
+
+@responses.activate
+def test_a_wait_past_the_deadline_stops_instead_of_sleeping() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", status=429, headers={"Retry-After": "1847"})
+    client = make_client(clock, deadline=600)
+    with pytest.raises(RateLimitedError) as caught:
+        client.get_json("x")
+    assert caught.value.resume_at is not None
+    assert clock.sleeps == [], "no sleep through an hour-long Retry-After"
+    assert client.request_count == 1
+
+
+@responses.activate
+def test_rate_limit_without_headers_waits_at_least_the_configured_minimum() -> None:
+    clock = FakeClock()
+    body = '{"message": "You have exceeded a secondary rate limit"}'
+    responses.add("GET", f"{BASE}/x", status=403, body=body)
+    client = make_client(clock, attempts=2, unknown_limit_wait=60)
+    with pytest.raises(RateLimitedError):
+        client.get_json("x")
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] >= 60
+
+
+@responses.activate
+def test_primary_limit_waits_for_reset_header() -> None:
+    import time as _time
+
+    clock = FakeClock()
+    reset = str(int(_time.time()) + 120)
+    responses.add(
+        "GET", f"{BASE}/x", status=403, json={"message": "API rate limit exceeded"},
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset},
+    )
+    client = make_client(clock, attempts=2)
+    with pytest.raises(RateLimitedError):
+        client.get_json("x")
+    assert clock.sleeps and clock.sleeps[0] >= 100
+
+
+@responses.activate
+def test_401_is_an_auth_error_without_retries_and_without_the_secret() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", status=401, json={"errorMessages": [f"bad token {SECRET}"]})
+    client = make_client(clock)
+    with pytest.raises(AuthError) as caught:
+        client.get_json("x")
+    assert client.request_count == 1
+    assert SECRET not in str(caught.value)
+    assert "HTTP 401" in str(caught.value)
+
+
+@responses.activate
+def test_404_is_a_status_error_the_connector_can_handle() -> None:
+    responses.add("GET", f"{BASE}/x", status=404, json={"message": "Not Found"})
+    with pytest.raises(StatusError) as caught:
+        make_client(FakeClock()).get_json("x")
+    assert caught.value.status == 404
+
+
+@responses.activate
+def test_accepted_status_is_returned() -> None:
+    responses.add("GET", f"{BASE}/x", status=410, json={"errorMessages": ["removed"]})
+    answer = make_client(FakeClock()).request("GET", "x", parse_json=True, accept=(410,))
+    assert answer.status == 410 and answer.json_body == {"errorMessages": ["removed"]}
+
+
+@responses.activate
+def test_connection_errors_and_timeouts_are_retried() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", body=requests.ConnectTimeout())
+    responses.add("GET", f"{BASE}/x", body=requests.ReadTimeout())
+    responses.add("GET", f"{BASE}/x", json=[1])
+    client = make_client(clock)
+    assert client.get_json("x") == [1]
+    assert client.request_count == 3
+
+
+@responses.activate
+def test_304_is_counted_separately() -> None:
+    responses.add("GET", f"{BASE}/x", status=304)
+    client = make_client(FakeClock())
+    answer = client.request("GET", "x", headers={"If-None-Match": '"abc"'})
+    assert answer.not_modified and client.not_modified == 1 and client.request_count == 1
+
+
+def test_a_stop_request_interrupts_a_wait() -> None:
+    client = HttpClient(source="github", base_url=BASE, policy=HttpPolicy())
+    client.stop.set()
+    with pytest.raises(TransientError, match="stopped"):
+        client.get_json("x")
+    assert client.request_count == 0
