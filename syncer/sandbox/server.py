@@ -129,8 +129,8 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        address = self.httpd.server_address
+        return f"http://{address[0]!s}:{address[1]}"
 
     def start(self) -> SandboxServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1})
