@@ -27,6 +27,8 @@ __all__ = [
     "rules_needing_members",
 ]
 
+_EMPTY: frozenset[str] = frozenset()
+
 
 @dataclass(frozen=True)
 class CompiledRule:
@@ -57,18 +59,28 @@ class RuleIndex(Sequence[CompiledRule]):
     goes; ``match_item`` notices it and only walks the rules of the item's source.
     """
 
-    __slots__ = ("_by_source", "_rules")
+    __slots__ = ("_by_source", "_gated", "_rules")
 
     def __init__(self, rules: Iterable[CompiledRule]) -> None:
         self._rules = tuple(rules)
         grouped: dict[str, list[CompiledRule]] = {}
+        gated: dict[str, list[tuple[CompiledRule, str | None]]] = {}
         for compiled in self._rules:
             grouped.setdefault(compiled.rule.source, []).append(compiled)
+            # A member rule can only select its members: test that set first, with the fingerprint
+            # computed once here rather than by the rule for every item (a model dump each time).
+            fingerprint = compiled.rule.fingerprint() if compiled.rule.needs_members() else None
+            gated.setdefault(compiled.rule.source, []).append((compiled, fingerprint))
         self._by_source = {source: tuple(group) for source, group in grouped.items()}
+        self._gated = {source: tuple(group) for source, group in gated.items()}
 
     def for_source(self, source: str) -> tuple[CompiledRule, ...]:
         """The rules that can select an item of ``source``, in config order."""
         return self._by_source.get(source, ())
+
+    def gated(self, source: str) -> tuple[tuple[CompiledRule, str | None], ...]:
+        """``for_source`` with each member rule's fingerprint (``None`` for the others)."""
+        return self._gated.get(source, ())
 
     @property
     def sources(self) -> frozenset[str]:
@@ -109,11 +121,17 @@ def match_item(
     """
     if item.kind is ItemKind.SUBTASK:
         return {}
-    candidates: Sequence[CompiledRule] = (
-        rules.for_source(item.source) if isinstance(rules, RuleIndex) else rules
-    )
     found: dict[str, int] = {}
-    for compiled in candidates:
+    if isinstance(rules, RuleIndex):
+        for compiled, fingerprint in rules.gated(item.source):
+            if compiled.kr_id in found:
+                continue
+            if fingerprint is not None and item.id not in members.get(fingerprint, _EMPTY):
+                continue
+            if compiled.rule.matches(item, members):
+                found[compiled.kr_id] = compiled.index
+        return found
+    for compiled in rules:
         if compiled.kr_id in found or compiled.rule.source != item.source:
             continue
         if compiled.rule.matches(item, members):

@@ -135,10 +135,12 @@ def test_single_rule(rule: Any, item: WorkItem, matches: bool) -> None:
     assert match_item(item, compiled(("kr", rule)), {}) == ({"kr": 0} if matches else {})
 
 
-def test_member_rules_use_the_tracker_sets() -> None:
-    jql = JiraRule(source="jira", jql="labels = perf")
-    members = {jql.fingerprint(): frozenset({"id-PLAT-1"})}
-    rules = compiled(("kr", jql))
+@pytest.mark.parametrize("indexed", [False, True])
+def test_member_rules_use_the_tracker_sets(indexed: bool) -> None:
+    jql = JiraRule(source="jira", jql="labels = perf", project="PLAT")
+    members = {jql.fingerprint(): frozenset({"id-PLAT-1", "id-MOB-1"})}
+    rules: Any = build_index(compiled(("kr", jql))) if indexed else compiled(("kr", jql))
+    assert match_item(jira("MOB-1"), rules, members) == {}  # a member, but the other keys still apply
     assert match_item(jira("PLAT-1"), rules, members) == {"kr": 0}
     assert match_item(jira("PLAT-2"), rules, members) == {}
     assert match_item(jira("PLAT-1"), rules, {}) == {}
