@@ -1,0 +1,1181 @@
+"""The only module with SQL: items, matches, cursors, runs, snapshots, check-ins, leases.
+
+One code path for SQLite (the default, embedded) and PostgreSQL. The few places where the
+dialects differ (upsert syntax, schema lock, sequence reset, integrity check) are small functions
+at the bottom of this file.
+
+Units of work: each public method that writes runs in its own short write transaction, unless
+the caller groups several inside ``with store.transaction():`` (nested use is a savepoint). On
+SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (a deferred transaction that
+upgrades to a writer skips the busy handler and fails with "database is locked"), reads start a
+plain ``BEGIN`` and, thanks to WAL, never block the writer.
+
+Dry run: a store opened with ``dry_run=True`` puts every write inside one outer transaction that
+``close()`` rolls back. The pass sees its own writes; the database is unchanged afterwards. On
+SQLite that outer transaction holds the write lock from the first write until ``close()``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    Table,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
+
+from syncer.errors import StoreError, VisibilityLostError
+from syncer.model import HistoryPoint, ItemKind, KeyResultProgress, State, Tally, WorkItem
+from syncer.store_schema import (
+    checkins,
+    cursors,
+    labelled,
+    leases,
+    matches,
+    members,
+    meta,
+    runs,
+    snapshots,
+    source_status,
+    writes,
+)
+from syncer.store_schema import items as items_t
+
+__all__ = ["Store", "copy_store"]
+
+_T = TypeVar("_T")
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite writer waits for another writer before giving up."""
+_CHUNK = 500
+"""Ids per ``IN (...)`` list: far below SQLite's bound-variable limit."""
+_ROWS = 2000
+"""Rows per executemany group."""
+_RETIRE_MIN = 5
+"""The visibility guard ignores disappearances of this many items or fewer."""
+
+_STATE_LETTER = {"todo": "t", "in_progress": "p", "done": "d", "unknown": "u"}
+_LETTER_STATE = {v: k for k, v in _STATE_LETTER.items()}
+_STATES = {s.value: s for s in State}
+_KINDS = {k.value: k for k in ItemKind}
+
+_ITEM_COLUMNS = [
+    items_t.c[name]
+    for name in (
+        "source", "id", "key", "title", "url", "kind", "state", "issue_type", "container",
+        "created_at", "updated_at", "done_at", "excluded", "resolution", "points", "labels",
+        "components", "milestone", "fix_versions", "parent_key", "parent_id", "status_name",
+        "in_scope", "unknown_fields",
+    )
+]  # fmt: skip
+_ITEM_UPDATE = [c.name for c in items_t.columns if c.name not in ("source", "id", "first_seen_at")]
+
+
+def _chunks(values: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _labels_blob(labels: Sequence[str]) -> str:
+    """``\\x1fbug\\x1fcustomer\\x1f``: lower-cased labels, fenced so LIKE can test membership."""
+    return "\x1f" + "".join(label.lower().replace("\x1f", " ") + "\x1f" for label in labels)
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _item_row(item: WorkItem, now: datetime) -> dict[str, Any]:
+    return {
+        "source": item.source,
+        "id": item.id,
+        "key": item.key,
+        "title": item.title,
+        "url": item.url,
+        "kind": item.kind.value,
+        "state": item.state.value,
+        "issue_type": item.issue_type,
+        "container": item.container,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+        "done_at": item.done_at,
+        "excluded": item.excluded,
+        "resolution": item.resolution,
+        "points": item.points,
+        "labels": json.dumps(list(item.labels)),
+        "labels_lc": _labels_blob(item.labels),
+        "components": json.dumps(list(item.components)),
+        "milestone": item.milestone,
+        "fix_versions": json.dumps(list(item.fix_versions)),
+        "parent_key": item.parent_key,
+        "parent_id": item.parent_id,
+        "status_name": item.status_name,
+        "in_scope": item.in_scope,
+        "unknown_fields": json.dumps(list(item.unknown_fields)),
+        "retired_at": None,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+
+
+def _row_item(r: Any) -> WorkItem:
+    """A row selected with ``_ITEM_COLUMNS`` back into the shared model."""
+    return WorkItem(
+        source=r.source,
+        id=r.id,
+        key=r.key,
+        title=r.title,
+        url=r.url,
+        kind=_KINDS.get(r.kind, ItemKind.ISSUE),
+        state=_STATES.get(r.state, State.UNKNOWN),
+        updated_at=r.updated_at,
+        container=r.container,
+        issue_type=r.issue_type,
+        created_at=r.created_at,
+        done_at=r.done_at,
+        excluded=bool(r.excluded),
+        resolution=r.resolution,
+        points=r.points,
+        labels=tuple(json.loads(r.labels)),
+        components=tuple(json.loads(r.components)),
+        milestone=r.milestone,
+        fix_versions=tuple(json.loads(r.fix_versions)),
+        parent_key=r.parent_key,
+        parent_id=r.parent_id,
+        status_name=r.status_name,
+        in_scope=bool(r.in_scope),
+        unknown_fields=tuple(json.loads(r.unknown_fields)),
+    )
+
+
+def _normalise_url(url: str) -> URL:
+    """``postgresql://`` means psycopg 3 here; SQLite URLs are used as given."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid store URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    raise StoreError(
+        f"unsupported store URL scheme {parsed.drivername!r}: use sqlite:///PATH or postgresql://..."
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """One line from a driver error, without SQL text, parameters or documentation links."""
+    inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return lines[0] if lines else type(inner).__name__
+
+
+class Store:
+    """A connection to the okrsync database; see the module docstring for transactions."""
+
+    def __init__(self, engine: Engine, url: URL, *, dry_run: bool) -> None:
+        self._engine = engine
+        self._url = url
+        self._dry_run = dry_run
+        self._local = threading.local()
+        self._sqlite = engine.dialect.name == "sqlite"
+        # One shared connection (in-memory SQLite, or the dry-run's outer transaction) can only
+        # serve one thread at a time.
+        self._serial: threading.RLock | None = None
+        self._dry_conn: Connection | None = None
+        self._closed = False
+
+    # -- opening and closing ----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, dry_run: bool = False) -> Store:
+        """Connect, create or migrate the schema, and refuse a schema newer than this code."""
+        parsed = _normalise_url(url)
+        redacted = parsed.render_as_string(hide_password=True)
+        try:
+            engine = _make_engine(parsed)
+        except (SQLAlchemyError, ArgumentError) as exc:
+            raise StoreError(f"cannot open store {redacted}: {_describe(exc)}") from None
+        store = cls(engine, parsed, dry_run=dry_run)
+        if dry_run or _is_memory(parsed):
+            store._serial = threading.RLock()
+        try:
+            store._migrate()
+        except StoreError as exc:
+            store.close()
+            raise StoreError(f"cannot open store {redacted}: {exc}") from None
+        return store
+
+    def close(self) -> None:
+        """Roll back a dry run, then release every connection (SQLite checkpoints its WAL)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._dry_conn is not None:
+            try:
+                self._dry_conn.rollback()
+                self._dry_conn.close()
+            except SQLAlchemyError:
+                pass
+            self._dry_conn = None
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url_redacted(self) -> str:
+        """The URL with any password replaced by ``***``."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    @property
+    def dry_run(self) -> bool:
+        return self._dry_run
+
+    def _migrate(self) -> None:
+        from syncer import store_schema  # read at call time so tests can append a step
+
+        steps = store_schema.MIGRATIONS
+        with self._read("read schema version") as conn:
+            version = _schema_version(conn)
+        if version > len(steps):
+            raise StoreError(_too_new(version, len(steps)))
+        if version == len(steps):
+            return
+        with self._write("migrate schema") as conn:
+            _lock_schema(conn)
+            version = _schema_version(conn)
+            if version > len(steps):
+                raise StoreError(_too_new(version, len(steps)))
+            for number in range(version, len(steps)):
+                steps[number](conn)
+                _upsert(conn, meta, [{"key": "schema_version", "value": str(number + 1)}], ["key"])
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _current(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        return conn
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Serialise shared connections and turn driver errors into one-line StoreErrors."""
+        if self._closed:
+            raise StoreError(f"store: {what}: the store is closed")
+        lock: AbstractContextManager[Any] = self._serial if self._serial is not None else nullcontext()
+        with lock:
+            try:
+                yield
+            except SQLAlchemyError as exc:
+                message = _describe(exc)
+                if self._url.password:
+                    message = message.replace(str(self._url.password), "***")
+                raise StoreError(f"store: {what}: {message}") from None
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
+        """A write unit: own transaction, or a savepoint inside the caller's."""
+        with self._guard(what):
+            conn = self._current()
+            if conn is not None:
+                with conn.begin_nested():
+                    yield conn
+                return
+            if self._dry_run:
+                conn = self._dry_connection()
+                self._local.conn = conn
+                try:
+                    with conn.begin_nested():
+                        yield conn
+                finally:
+                    self._local.conn = None
+                return
+            with self._engine.connect().execution_options(okrsync_write=True) as conn:
+                self._local.conn = conn
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    self._local.conn = None
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        """A read: inside the caller's transaction if any, else a short snapshot of its own."""
+        with self._guard(what):
+            conn = self._current() or self._dry_conn
+            if conn is not None:
+                yield conn
+                return
+            with self._engine.connect() as conn:
+                yield conn
+
+    def _dry_connection(self) -> Connection:
+        if self._dry_conn is None:
+            conn = self._engine.connect().execution_options(okrsync_write=True)
+            conn.begin()
+            self._dry_conn = conn
+        return self._dry_conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the writes inside into one transaction (a savepoint when nested)."""
+        with self._write("transaction"):
+            yield
+
+    # -- items ----------------------------------------------------------------------------------
+
+    def write_page(
+        self,
+        source: str,
+        items: Sequence[WorkItem],
+        matches: Mapping[str, Mapping[str, int]],
+        cursor: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> None:
+        """Upsert a page of items, replace their matches and move the cursor, all or nothing."""
+        with self._write(f"write page of {source}") as conn:
+            rows = [_item_row(item, now) for item in items if item.source == source]
+            if len(rows) != len(items):
+                raise StoreError(f"store: write page of {source}: items from another source")
+            for group in _chunks(rows, _ROWS):
+                _upsert(conn, items_t, group, ["source", "id"], _ITEM_UPDATE)
+            self._replace_matches(conn, source, [item.id for item in items], matches)
+            if cursor is not None:
+                self._set_cursor(conn, source, cursor, now)
+
+    def get_cursor(self, source: str) -> dict[str, Any] | None:
+        with self._read("read cursor") as conn:
+            value = conn.scalar(select(cursors.c.cursor).where(cursors.c.source == source))
+        return dict(value) if value is not None else None
+
+    def set_cursor(self, source: str, cursor: Mapping[str, Any] | None, now: datetime | None = None) -> None:
+        """Store (or with ``None`` forget) a source's cursor on its own."""
+        with self._write(f"set cursor of {source}") as conn:
+            if cursor is None:
+                conn.execute(delete(cursors).where(cursors.c.source == source))
+            else:
+                self._set_cursor(conn, source, cursor, now or _utcnow())
+
+    @staticmethod
+    def _set_cursor(conn: Connection, source: str, cursor: Mapping[str, Any], now: datetime) -> None:
+        row = {"source": source, "cursor": dict(cursor), "updated_at": now}
+        _upsert(conn, cursors, [row], ["source"])
+
+    def get_members(self, source: str) -> dict[str, frozenset[str]]:
+        """Rule fingerprint -> item ids the tracker said match it."""
+        found: dict[str, set[str]] = {}
+        with self._read("read members") as conn:
+            for fp, item_id in conn.execute(
+                select(members.c.fingerprint, members.c.item_id).where(members.c.source == source)
+            ):
+                found.setdefault(fp, set()).add(item_id)
+        return {fp: frozenset(ids) for fp, ids in found.items()}
+
+    def replace_members(self, source: str, members_: Mapping[str, frozenset[str]]) -> set[str]:
+        """Replace the member sets of the given fingerprints; return ids whose membership changed."""
+        changed: set[str] = set()
+        with self._write(f"replace members of {source}") as conn:
+            for fp, new in members_.items():
+                old = set(
+                    conn.scalars(
+                        select(members.c.item_id).where(
+                            members.c.source == source, members.c.fingerprint == fp
+                        )
+                    )
+                )
+                gone = sorted(old - new)
+                added = sorted(new - old)
+                changed.update(gone, added)
+                for part in _chunks(gone):
+                    conn.execute(
+                        delete(members).where(
+                            members.c.source == source,
+                            members.c.fingerprint == fp,
+                            members.c.item_id.in_(part),
+                        )
+                    )
+                rows = [{"source": source, "fingerprint": fp, "item_id": i} for i in added]
+                for group in _chunks(rows, _ROWS):
+                    conn.execute(members.insert(), list(group))
+        return changed
+
+    def items_by_ids(self, source: str, ids: Collection[str]) -> list[WorkItem]:
+        """The stored items (live or retired) with these ids, in no particular order."""
+        found: list[WorkItem] = []
+        with self._read("read items") as conn:
+            for part in _chunks(sorted(set(ids))):
+                query = select(*_ITEM_COLUMNS).where(items_t.c.source == source, items_t.c.id.in_(part))
+                found.extend(_row_item(r) for r in conn.execute(query))
+        return found
+
+    def iter_items(
+        self, source: str | None = None, *, include_retired: bool = False, batch: int = 2000
+    ) -> Iterator[WorkItem]:
+        """Every item, ordered by (source, id), in batches: memory stays flat at any size."""
+        after: tuple[str, str] | None = None
+        while True:
+            query = select(*_ITEM_COLUMNS)
+            if source is not None:
+                query = query.where(items_t.c.source == source)
+            if not include_retired:
+                query = query.where(items_t.c.retired_at.is_(None))
+            if after is not None:
+                query = query.where(
+                    or_(
+                        items_t.c.source > after[0],
+                        and_(items_t.c.source == after[0], items_t.c.id > after[1]),
+                    )
+                )
+            query = query.order_by(items_t.c.source, items_t.c.id).limit(batch)
+            with self._read("read items") as conn:
+                page = [_row_item(r) for r in conn.execute(query)]
+            yield from page
+            if len(page) < batch:
+                return
+            after = (page[-1].source, page[-1].id)
+
+    def replace_matches(self, source: str, matches: Mapping[str, Mapping[str, int]]) -> None:
+        """Set which key results the given items serve (``{item_id: {kr_id: rule_index}}``)."""
+        with self._write(f"replace matches of {source}") as conn:
+            self._replace_matches(conn, source, list(matches), matches)
+
+    @staticmethod
+    def _replace_matches(
+        conn: Connection, source: str, ids: Sequence[str], wanted: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        unique = sorted(set(ids))
+        for part in _chunks(unique):
+            conn.execute(delete(matches).where(matches.c.source == source, matches.c.item_id.in_(part)))
+        rows = [
+            {"source": source, "item_id": item_id, "kr_id": kr_id, "rule_index": rule}
+            for item_id in unique
+            for kr_id, rule in (wanted.get(item_id) or {}).items()
+        ]
+        for group in _chunks(rows, _ROWS):
+            conn.execute(matches.insert(), list(group))
+
+    def clear_matches(self) -> None:
+        """Forget every match (the rules changed: everything is matched again)."""
+        with self._write("clear matches") as conn:
+            conn.execute(delete(matches))
+
+    def item_matches(self, source: str, ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """The stored matches of these items: ``{item_id: {kr_id: rule_index}}``."""
+        found: dict[str, dict[str, int]] = {}
+        with self._read("read matches") as conn:
+            for part in _chunks(sorted(set(ids))):
+                query = select(matches.c.item_id, matches.c.kr_id, matches.c.rule_index).where(
+                    matches.c.source == source, matches.c.item_id.in_(part)
+                )
+                for item_id, kr_id, rule in conn.execute(query):
+                    found.setdefault(item_id, {})[kr_id] = rule
+        return found
+
+    def live_ids(self, source: str) -> set[str]:
+        with self._read("read item ids") as conn:
+            return set(
+                conn.scalars(
+                    select(items_t.c.id).where(items_t.c.source == source, items_t.c.retired_at.is_(None))
+                )
+            )
+
+    def count_items(self, source: str | None = None) -> int:
+        """Live items, of one source or all."""
+        query = select(func.count()).select_from(items_t).where(items_t.c.retired_at.is_(None))
+        if source is not None:
+            query = query.where(items_t.c.source == source)
+        with self._read("count items") as conn:
+            return int(conn.scalar(query) or 0)
+
+    def retire_missing(
+        self,
+        source: str,
+        seen_ids: Collection[str],
+        now: datetime,
+        *,
+        guard: float,
+        in_scope_only: bool = True,
+    ) -> int:
+        """Retire live items a full pass no longer saw, unless too many vanished at once."""
+        seen = set(seen_ids)
+        with self._write(f"retire items of {source}") as conn:
+            query = select(items_t.c.id).where(items_t.c.source == source, items_t.c.retired_at.is_(None))
+            if in_scope_only:
+                query = query.where(items_t.c.in_scope)
+            live = set(conn.scalars(query))
+            gone = sorted(live - seen)
+            if not gone:
+                return 0
+            share = len(gone) / len(live)
+            if share > guard and len(gone) > _RETIRE_MIN:
+                raise VisibilityLostError(
+                    source,
+                    f"visibility lost: {len(gone)} of {len(live)} items ({share:.0%}) vanished at once; "
+                    "nothing retired",
+                )
+            for part in _chunks(gone):
+                conn.execute(
+                    update(items_t)
+                    .where(items_t.c.source == source, items_t.c.id.in_(part))
+                    .values(retired_at=now)
+                )
+        return len(gone)
+
+    # -- progress ---------------------------------------------------------------------------------
+
+    def tallies(self, cycle_start: datetime, cycle_end: datetime) -> dict[str, Tally]:
+        """Per key result, over live matched items, in one grouped query (CONTRACT §3)."""
+        i = items_t
+        is_done = i.c.state == State.DONE.value
+        points = func.coalesce(i.c.points, 0.0)
+        in_cycle = and_(is_done, i.c.done_at >= cycle_start, i.c.done_at < cycle_end)
+
+        def count_if(cond: ColumnElement[bool]) -> ColumnElement[Any]:
+            return func.sum(case((cond, 1), else_=0))
+
+        def points_if(cond: ColumnElement[bool]) -> ColumnElement[Any]:
+            return func.sum(case((cond, points), else_=0.0))
+
+        known = (State.DONE.value, State.IN_PROGRESS.value, State.TODO.value)
+        query = (
+            select(
+                matches.c.kr_id,
+                func.count(),
+                count_if(is_done),
+                count_if(i.c.state == State.IN_PROGRESS.value),
+                count_if(i.c.state == State.TODO.value),
+                count_if(i.c.state.not_in(known)),
+                func.sum(points),
+                points_if(is_done),
+                count_if(in_cycle),
+                points_if(in_cycle),
+                count_if(i.c.points.is_(None)),
+            )
+            .select_from(matches.join(i, and_(i.c.source == matches.c.source, i.c.id == matches.c.item_id)))
+            .where(i.c.retired_at.is_(None), not_(i.c.excluded), i.c.kind != ItemKind.SUBTASK.value)
+            .group_by(matches.c.kr_id)
+        )
+        with self._read("compute tallies") as conn:
+            rows = conn.execute(query).all()
+        return {
+            r[0]: Tally(
+                total=int(r[1]),
+                done=int(r[2] or 0),
+                in_progress=int(r[3] or 0),
+                todo=int(r[4] or 0),
+                unknown=int(r[5] or 0),
+                points_total=float(r[6] or 0.0),
+                points_done=float(r[7] or 0.0),
+                done_in_cycle=int(r[8] or 0),
+                points_done_in_cycle=float(r[9] or 0.0),
+                unestimated=int(r[10] or 0),
+            )
+            for r in rows
+        }
+
+    def kr_items(self, kr_id: str) -> list[tuple[WorkItem, int]]:
+        """Live items behind a key result (excluded ones too, for ``explain``) with their rule."""
+        query = (
+            select(*_ITEM_COLUMNS, matches.c.rule_index)
+            .select_from(
+                matches.join(
+                    items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id)
+                )
+            )
+            .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
+            .order_by(items_t.c.source, items_t.c.key, items_t.c.id)
+        )
+        with self._read("read key result items") as conn:
+            return [(_row_item(r), int(r.rule_index)) for r in conn.execute(query)]
+
+    def kr_item_states(self, kr_id: str) -> dict[str, str]:
+        """``{item_id: state}`` of the items counted for a key result (no excluded, no sub-tasks)."""
+        query = (
+            select(items_t.c.id, items_t.c.state)
+            .select_from(
+                matches.join(
+                    items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id)
+                )
+            )
+            .where(
+                matches.c.kr_id == kr_id,
+                items_t.c.retired_at.is_(None),
+                not_(items_t.c.excluded),
+                items_t.c.kind != ItemKind.SUBTASK.value,
+            )
+        )
+        with self._read("read key result states") as conn:
+            return {item_id: state for item_id, state in conn.execute(query)}
+
+    def _candidate_filter(
+        self,
+        cycle_start: datetime,
+        cycle_end: datetime,
+        ignore_labels: Collection[str],
+        exclude_sources: Collection[str],
+    ) -> list[ColumnElement[bool]]:
+        """Work that could be unaligned: live, in scope, countable kind, open or touched in cycle."""
+        i = items_t
+        conds: list[ColumnElement[bool]] = [
+            i.c.retired_at.is_(None),
+            i.c.in_scope,
+            i.c.kind.not_in((ItemKind.EPIC.value, ItemKind.SUBTASK.value, ItemKind.PULL_REQUEST.value)),
+            or_(
+                and_(i.c.state != State.DONE.value, not_(i.c.excluded)),
+                and_(i.c.updated_at >= cycle_start, i.c.updated_at < cycle_end),
+            ),
+        ]
+        for label in sorted({label.lower() for label in ignore_labels}):
+            pattern = "%\x1f" + _like_escape(label.replace("\x1f", " ")) + "\x1f%"
+            conds.append(not_(i.c.labels_lc.like(pattern, escape="\\")))
+        if exclude_sources:
+            conds.append(i.c.source.not_in(sorted(exclude_sources)))
+        return conds
+
+    def unaligned(
+        self,
+        cycle_start: datetime,
+        cycle_end: datetime,
+        ignore_labels: Collection[str],
+        *,
+        exclude_sources: Collection[str] = (),
+        limit: int | None = None,
+    ) -> list[WorkItem]:
+        """In-scope work no key result matches, directly or through its parent or grandparent."""
+        i = items_t
+        m_self, m_parent, m_grand = (
+            matches.alias("m_self"),
+            matches.alias("m_parent"),
+            matches.alias("m_grand"),
+        )
+        parent = items_t.alias("parent")
+        own = select(literal(1)).where(m_self.c.source == i.c.source, m_self.c.item_id == i.c.id)
+        via_parent = select(literal(1)).where(
+            m_parent.c.source == i.c.source, m_parent.c.item_id == i.c.parent_id
+        )
+        via_grand = (
+            select(literal(1))
+            .select_from(
+                parent.join(
+                    m_grand,
+                    and_(m_grand.c.source == parent.c.source, m_grand.c.item_id == parent.c.parent_id),
+                )
+            )
+            .where(parent.c.source == i.c.source, parent.c.id == i.c.parent_id)
+        )
+        query = (
+            select(*_ITEM_COLUMNS)
+            .where(*self._candidate_filter(cycle_start, cycle_end, ignore_labels, exclude_sources))
+            .where(~own.exists(), ~via_parent.exists(), ~via_grand.exists())
+            .order_by(i.c.updated_at.desc(), i.c.source, i.c.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read("find unaligned items") as conn:
+            return [_row_item(r) for r in conn.execute(query)]
+
+    def count_unaligned_candidates(
+        self,
+        cycle_start: datetime,
+        cycle_end: datetime,
+        ignore_labels: Collection[str],
+        *,
+        exclude_sources: Collection[str] = (),
+    ) -> int:
+        """Everything ``unaligned`` considers, matched or not: the denominator of its share."""
+        query = (
+            select(func.count())
+            .select_from(items_t)
+            .where(*self._candidate_filter(cycle_start, cycle_end, ignore_labels, exclude_sources))
+        )
+        with self._read("count work items") as conn:
+            return int(conn.scalar(query) or 0)
+
+    # -- runs and source status -----------------------------------------------------------------
+
+    def begin_run(self, now: datetime, *, full: bool, dry_run: bool, worker: str) -> int:
+        row = {
+            "started_at": now,
+            "outcome": "running",
+            "full": full,
+            "dry_run": dry_run,
+            "requests": 0,
+            "worker": worker,
+            "detail": None,
+        }
+        with self._write("begin run") as conn:
+            result = conn.execute(runs.insert().values(**row).returning(runs.c.id))
+            return int(result.scalar_one())
+
+    def finish_run(
+        self, run_id: int, now: datetime, outcome: str, requests: int, detail: Mapping[str, Any]
+    ) -> None:
+        if outcome not in ("ok", "partial", "failed", "running"):
+            raise StoreError(f"store: finish run: unknown outcome {outcome!r}")
+        with self._write("finish run") as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(finished_at=now, outcome=outcome, requests=requests, detail=dict(detail))
+            )
+
+    def last_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Newest first."""
+        with self._read("read runs") as conn:
+            rows = conn.execute(select(runs).order_by(runs.c.id.desc()).limit(limit)).mappings().all()
+        return [_run_dict(r) for r in rows]
+
+    def record_source_attempt(
+        self,
+        source: str,
+        now: datetime,
+        *,
+        ok: bool,
+        error: str | None,
+        full: bool,
+        census: bool,
+        resume_at: datetime | None = None,
+    ) -> None:
+        """Remember how a source fared (health endpoint, stale marks, resume after rate limits)."""
+        with self._write(f"record attempt of {source}") as conn:
+            old = (
+                conn.execute(select(source_status).where(source_status.c.source == source)).mappings().first()
+            )
+            row: dict[str, Any] = (
+                dict(old)
+                if old is not None
+                else {
+                    "source": source,
+                    "last_success_at": None,
+                    "last_error": None,
+                    "consecutive_failures": 0,
+                    "last_full_at": None,
+                    "last_census_at": None,
+                }
+            )
+            row["last_attempt_at"] = now
+            row["resume_at"] = resume_at
+            if ok:
+                row["last_success_at"] = now
+                row["last_error"] = None
+                row["consecutive_failures"] = 0
+                if full:
+                    row["last_full_at"] = now
+                if census:
+                    row["last_census_at"] = now
+            else:
+                row["last_error"] = error
+                row["consecutive_failures"] = int(row["consecutive_failures"]) + 1
+            _upsert(conn, source_status, [row], ["source"])
+
+    def source_status(self) -> dict[str, dict[str, Any]]:
+        with self._read("read source status") as conn:
+            rows = conn.execute(select(source_status).order_by(source_status.c.source)).mappings().all()
+        return {r["source"]: dict(r) for r in rows}
+
+    # -- snapshots and history ------------------------------------------------------------------
+
+    def write_snapshots(
+        self,
+        run_id: int,
+        at: datetime,
+        krs: Sequence[KeyResultProgress],
+        item_states: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """One row per key result for this run (written again in the same run: replaced)."""
+        rows = []
+        for kr in krs:
+            t = kr.tally
+            states = item_states.get(kr.id, {})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "kr_id": kr.id,
+                    "at": at,
+                    "current": float(kr.current),
+                    "progress": float(kr.progress),
+                    "status": str(kr.status.value if hasattr(kr.status, "value") else kr.status),
+                    "total": t.total,
+                    "done": t.done,
+                    "in_progress": t.in_progress,
+                    "todo": t.todo,
+                    "unknown": t.unknown,
+                    "points_total": float(t.points_total),
+                    "points_done": float(t.points_done),
+                    "done_in_cycle": t.done_in_cycle,
+                    "points_done_in_cycle": float(t.points_done_in_cycle),
+                    "stale": kr.stale,
+                    "last_synced": kr.last_synced,
+                    "items": {k: _STATE_LETTER.get(str(v), str(v)[:1]) for k, v in states.items()},
+                }
+            )
+        with self._write("write snapshots") as conn:
+            for group in _chunks(rows, _ROWS):
+                _upsert(conn, snapshots, group, ["run_id", "kr_id"])
+
+    def latest_snapshots(self) -> dict[str, dict[str, Any]]:
+        """kr_id -> its newest snapshot (by run), with ``items`` decoded to state names."""
+        newest = (
+            select(snapshots.c.kr_id, func.max(snapshots.c.run_id).label("run_id"))
+            .group_by(snapshots.c.kr_id)
+            .subquery()
+        )
+        query = select(snapshots).join(
+            newest, and_(newest.c.kr_id == snapshots.c.kr_id, newest.c.run_id == snapshots.c.run_id)
+        )
+        with self._read("read snapshots") as conn:
+            return {r["kr_id"]: _snapshot_dict(r) for r in conn.execute(query).mappings()}
+
+    def previous_snapshot(self, kr_id: str, before_run: int | None = None) -> dict[str, Any] | None:
+        """The newest snapshot of a key result from a run before ``before_run`` (or the newest)."""
+        query = select(snapshots).where(snapshots.c.kr_id == kr_id)
+        if before_run is not None:
+            query = query.where(snapshots.c.run_id < before_run)
+        query = query.order_by(snapshots.c.run_id.desc()).limit(1)
+        with self._read("read snapshot") as conn:
+            row = conn.execute(query).mappings().first()
+        return _snapshot_dict(row) if row is not None else None
+
+    def first_snapshot_in(self, kr_id: str, start: datetime) -> dict[str, Any] | None:
+        """The earliest snapshot at or after ``start`` (the cycle's baseline for scope change)."""
+        query = (
+            select(snapshots)
+            .where(snapshots.c.kr_id == kr_id, snapshots.c.at >= start)
+            .order_by(snapshots.c.at, snapshots.c.run_id)
+            .limit(1)
+        )
+        with self._read("read snapshot") as conn:
+            row = conn.execute(query).mappings().first()
+        return _snapshot_dict(row) if row is not None else None
+
+    def history(self, kr_id: str, since: datetime | None = None) -> list[HistoryPoint]:
+        """Oldest first."""
+        return self._histories(kr_id, since).get(kr_id, [])
+
+    def histories(self, since: datetime | None = None) -> dict[str, list[HistoryPoint]]:
+        """Every key result's history, oldest first, in one query."""
+        return self._histories(None, since)
+
+    def _histories(self, kr_id: str | None, since: datetime | None) -> dict[str, list[HistoryPoint]]:
+        s = snapshots.c
+        query = select(s.kr_id, s.at, s.current, s.progress, s.total, s.done)
+        if kr_id is not None:
+            query = query.where(s.kr_id == kr_id)
+        if since is not None:
+            query = query.where(s.at >= since)
+        query = query.order_by(s.kr_id, s.at, s.run_id)
+        found: dict[str, list[HistoryPoint]] = {}
+        with self._read("read history") as conn:
+            for r in conn.execute(query):
+                found.setdefault(r.kr_id, []).append(
+                    HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
+                )
+        return found
+
+    # -- check-ins ------------------------------------------------------------------------------
+
+    def add_checkin(self, kr_id: str, value: float, note: str | None, at: datetime) -> None:
+        with self._write("add check-in") as conn:
+            conn.execute(checkins.insert().values(kr_id=kr_id, value=float(value), note=note, at=at))
+
+    def latest_checkins(self) -> dict[str, float]:
+        """kr_id -> the value of its newest check-in."""
+        latest: dict[str, float] = {}
+        with self._read("read check-ins") as conn:
+            query = select(checkins.c.kr_id, checkins.c.value).order_by(checkins.c.at, checkins.c.id)
+            for kr_id, value in conn.execute(query):
+                latest[kr_id] = float(value)
+        return latest
+
+    def checkins(self, kr_id: str) -> list[tuple[datetime, float, str | None]]:
+        """Oldest first."""
+        query = (
+            select(checkins.c.at, checkins.c.value, checkins.c.note)
+            .where(checkins.c.kr_id == kr_id)
+            .order_by(checkins.c.at, checkins.c.id)
+        )
+        with self._read("read check-ins") as conn:
+            return [(r.at, float(r.value), r.note) for r in conn.execute(query)]
+
+    # -- write-back idempotency -----------------------------------------------------------------
+
+    def last_written(self, source: str, target: str) -> str | None:
+        with self._read("read last write") as conn:
+            value: str | None = conn.scalar(
+                select(writes.c.value).where(writes.c.source == source, writes.c.target == target)
+            )
+        return value
+
+    def record_written(self, source: str, target: str, value: str, at: datetime) -> None:
+        with self._write("record write") as conn:
+            row = {"source": source, "target": target, "value": value, "written_at": at}
+            _upsert(conn, writes, [row], ["source", "target"])
+
+    def labelled(self, source: str) -> set[str]:
+        """Items of a source we put the unaligned label on."""
+        with self._read("read labelled items") as conn:
+            return set(conn.scalars(select(labelled.c.item_id).where(labelled.c.source == source)))
+
+    def set_labelled(self, source: str, item_id: str, on: bool) -> None:
+        with self._write("record label") as conn:
+            if on:
+                _upsert(conn, labelled, [{"source": source, "item_id": item_id}], ["source", "item_id"])
+            else:
+                conn.execute(
+                    delete(labelled).where(labelled.c.source == source, labelled.c.item_id == item_id)
+                )
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+        """Take a lease if free, expired or already ours; atomic across processes."""
+        with self._write(f"acquire lease {name}") as conn:
+            row = {"name": name, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
+            if _insert_ignore(conn, leases, row, ["name"]):
+                return True
+            result = conn.execute(
+                update(leases)
+                .where(leases.c.name == name, or_(leases.c.holder == holder, leases.c.expires_at <= now))
+                .values(
+                    holder=holder,
+                    expires_at=now + ttl,
+                    acquired_at=case(
+                        (leases.c.holder == holder, leases.c.acquired_at),
+                        else_=literal(now, leases.c.acquired_at.type),
+                    ),
+                )
+            )
+            return result.rowcount == 1
+
+    def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+        """Extend our lease; False if someone else holds it now (we lost it)."""
+        with self._write(f"renew lease {name}") as conn:
+            result = conn.execute(
+                update(leases)
+                .where(leases.c.name == name, leases.c.holder == holder)
+                .values(expires_at=now + ttl)
+            )
+            return result.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._write(f"release lease {name}") as conn:
+            conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+    def leases(self) -> list[dict[str, Any]]:
+        with self._read("read leases") as conn:
+            return [dict(r) for r in conn.execute(select(leases).order_by(leases.c.name)).mappings()]
+
+    # -- meta and maintenance -------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read("read meta") as conn:
+            value: str | None = conn.scalar(select(meta.c.value).where(meta.c.key == key))
+        return value
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write("write meta") as conn:
+            _upsert(conn, meta, [{"key": key, "value": value}], ["key"])
+
+    def schema_version(self) -> int:
+        with self._read("read schema version") as conn:
+            return _schema_version(conn)
+
+    def quick_check(self) -> bool:
+        """SQLite ``PRAGMA quick_check`` is ok; on PostgreSQL, the server answers."""
+        try:
+            with self._read("check integrity") as conn:
+                return _quick_check(conn)
+        except StoreError:
+            return False
+
+    def checkpoint(self) -> None:
+        """SQLite: fold the WAL back into the file so it cannot grow without bound when idle."""
+        if self._sqlite and not self._dry_run:
+            with self._guard("checkpoint"), self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _too_new(version: int, known: int) -> str:
+    return (
+        f"schema version {version} is newer than this okrsync knows ({known}); "
+        "upgrade okrsync or point it at another store"
+    )
+
+
+def _schema_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("meta"):
+        return 0
+    value = conn.scalar(select(meta.c.value).where(meta.c.key == "schema_version"))
+    return int(value) if value is not None else 0
+
+
+def _run_dict(r: RowMapping) -> dict[str, Any]:
+    row = dict(r)
+    row["full"] = bool(row["full"])
+    row["dry_run"] = bool(row["dry_run"])
+    row["detail"] = row["detail"] or {}
+    return row
+
+
+def _snapshot_dict(r: RowMapping) -> dict[str, Any]:
+    row = dict(r)
+    row["stale"] = bool(row["stale"])
+    row["items"] = {k: _LETTER_STATE.get(v, v) for k, v in (row["items"] or {}).items()}
+    return row
+
+
+_COPY_ORDER = (
+    meta, runs, items_t, matches, members, cursors, source_status, snapshots, checkins, writes, labelled,
+)  # fmt: skip
+"""Parents before children; leases are not copied (they belong to the old store's processes)."""
+
+
+def copy_store(src: Store, dst: Store, *, batch: int = 2000) -> dict[str, tuple[int, int]]:
+    """Copy every table (history included) from ``src`` into ``dst``; upserts, so re-runnable."""
+    counts: dict[str, tuple[int, int]] = {}
+    for table in _COPY_ORDER:
+        keys = [c.name for c in table.primary_key.columns]
+        with src._read(f"copy {table.name}") as sconn:
+            result = sconn.execution_options(stream_results=True, yield_per=batch).execute(
+                select(table).order_by(*table.primary_key.columns)
+            )
+            for part in result.mappings().partitions(batch):
+                with dst._write(f"copy {table.name}") as dconn:
+                    _upsert(dconn, table, [dict(r) for r in part], keys)
+        with dst._write(f"copy {table.name}") as dconn:
+            _reset_sequence(dconn, table)
+        with src._read("count rows") as sconn:
+            n_src = int(sconn.scalar(select(func.count()).select_from(table)) or 0)
+        with dst._read("count rows") as dconn:
+            n_dst = int(dconn.scalar(select(func.count()).select_from(table)) or 0)
+        counts[table.name] = (n_src, n_dst)
+    return counts
+
+
+# -- the dialect-specific corner ----------------------------------------------------------------
+
+
+def _is_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _make_engine(url: URL) -> Engine:
+    """SQLite: WAL, NORMAL sync, busy timeout, foreign keys, explicit BEGIN [IMMEDIATE]."""
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    if _is_memory(url):
+        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    else:
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (SQLAlchemy's pysqlite recipe)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("okrsync_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    update_cols: Sequence[str] | None = None,
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, as one executemany."""
+    if not rows:
+        return
+    insert: Callable[[Table], Any] = (
+        pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
+    )
+    stmt = insert(table)
+    cols = update_cols if update_cols is not None else [c for c in rows[0] if c not in keys]
+    if cols:
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(stmt, [dict(r) for r in rows])
+
+
+def _insert_ignore(conn: Connection, table: Table, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when the row went in."""
+    insert: Callable[[Table], Any] = (
+        pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
+    )
+    stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+    return bool(conn.execute(stmt).rowcount == 1)
+
+
+def _lock_schema(conn: Connection) -> None:
+    """Serialise concurrent first opens (SQLite's BEGIN IMMEDIATE already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(5318008)"))
+
+
+def _reset_sequence(conn: Connection, table: Table) -> None:
+    """After copying explicit ids into PostgreSQL, move the serial past them."""
+    if conn.dialect.name != "postgresql" or table.autoincrement_column is None:
+        return
+    col = table.autoincrement_column.name
+    conn.execute(
+        text(
+            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{col}'), "
+            f"COALESCE(MAX({col}), 1), MAX({col}) IS NOT NULL) FROM {table.name}"
+        )
+    )
+
+
+def _quick_check(conn: Connection) -> bool:
+    if conn.dialect.name == "sqlite":
+        return conn.exec_driver_sql("PRAGMA quick_check").scalar() == "ok"
+    return conn.execute(text("SELECT 1")).scalar() == 1
