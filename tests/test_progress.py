@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncer.config import Config, Cycle, KeyResult, Objective
 from syncer.model import ItemKind, KeyResultChange, KeyResultProgress, State, Status, Tally, WorkItem
@@ -464,3 +466,35 @@ def test_describe_change_first_pass() -> None:
 )
 def test_format_change(change: KeyResultChange, text: str) -> None:
     assert format_change(change) == text
+
+
+# --- invariants ------------------------------------------------------------------------------
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(State)),
+            st.sampled_from(list(ItemKind)),
+            st.booleans(),
+            st.none() | st.floats(0, 100),
+            st.integers(0, 30),
+        ),
+        max_size=30,
+    )
+)
+def test_tally_invariants(rows: list[tuple[State, ItemKind, bool, float | None, int]]) -> None:
+    items = [
+        item(f"A-{n}", state, kind=kind, excluded=excluded, points=points)
+        for state, kind, excluded, points, n in rows
+    ]
+    t = tally(items, CYCLE)
+    counted = {i.id for i in items if not i.excluded and i.kind is not ItemKind.SUBTASK}
+    assert t.total == len(counted) == t.done + t.in_progress + t.todo + t.unknown
+    assert 0 <= t.done_in_cycle <= t.done and t.unestimated <= t.total
+    assert 0.0 <= current_value(kr(), t, None) <= 100.0
+
+
+@given(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(-1e6, 1e6))
+def test_progress_is_always_between_0_and_1(current: float, start: float, target: float) -> None:
+    assert 0.0 <= progress_of(current, start, target) <= 1.0
