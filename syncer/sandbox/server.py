@@ -258,7 +258,12 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, reply: Reply) -> None:
             payload, headers = reply.encoded()
-            self.send_response(reply.status)
+            if any(name.lower() == "date" for name in headers):
+                # The app keeps its own clock (data dated relative to a given ``now``): its Date wins.
+                self.send_response_only(reply.status)
+                self.send_header("Server", self.version_string())
+            else:
+                self.send_response(reply.status)
             for name, value in headers.items():
                 self.send_header(name, value)
             if reply.status != 304:
