@@ -24,7 +24,8 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import ErrorDetails
@@ -97,11 +98,13 @@ class Cycle(_Strict):
     start: date
     end: date
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> Cycle:
-        if self.end < self.start:
-            raise ValueError(f"cycle ends ({self.end}) before it starts ({self.start})")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _ends_after_start(cls, end: date, info: ValidationInfo) -> date:
+        start = info.data.get("start")
+        if isinstance(start, date) and end < start:
+            raise ValueError(f"the cycle ends ({end}) before it starts ({start})")
+        return end
 
     @property
     def starts_at(self) -> datetime:
@@ -373,6 +376,8 @@ class _Validator:
             return model.model_validate(raw)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
+                if self.loaded.failed_at(loc + tuple(err["loc"])):
+                    continue  # the missing ${VAR} is reported already; its empty value says nothing new
                 self.error(loc + tuple(err["loc"]), self.describe(err, loc, model))
             return None
 

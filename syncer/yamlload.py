@@ -67,6 +67,8 @@ class Loaded:
     interpolated: set[Loc] = field(default_factory=set)
     secrets: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    broken: set[Loc] = field(default_factory=set)
+    """Locs whose ``${...}`` could not be filled: validation errors there would only repeat it."""
 
     def line_of(self, loc: Loc) -> int:
         """The line of ``loc``, or of its nearest ancestor that has one."""
@@ -75,6 +77,10 @@ class Loaded:
             if line is not None:
                 return line
         return 1
+
+    def failed_at(self, loc: Loc) -> bool:
+        """True when ``loc`` is, or holds, a value whose interpolation failed."""
+        return any(b[: len(loc)] == loc or loc[: len(b)] == b for b in self.broken)
 
 
 class _LimitExceeded(Exception):
@@ -146,9 +152,12 @@ class _Walker:
     def walk(self, node: Node, loc: Loc) -> Any:
         self.visited += 1
         if self.visited > MAX_NODES:
+            # Only aliases can get here (the composer capped real nodes): name the top-level key.
             raise _LimitExceeded(
-                Problem(node.start_mark.line + 1,
-                        f"aliases expand to more than {MAX_NODES} nodes; refusing the file")
+                Problem(
+                    self.out.line_of(loc[:1]),
+                    f"aliases expand to more than {MAX_NODES} nodes; refusing the file",
+                )
             )
         if id(node) in self.active:
             raise _LimitExceeded(
@@ -228,6 +237,7 @@ class _Walker:
             return text
         line = node.start_mark.line + 1
         used = False
+        problems = len(self.out.problems)
 
         def replace(match: re.Match[str]) -> str:
             nonlocal used
@@ -257,6 +267,8 @@ class _Walker:
         result = _VARIABLE.sub(replace, text)
         if used:
             self.out.interpolated.add(loc)
+        if len(self.out.problems) > problems:
+            self.out.broken.add(loc)
         return result
 
 
