@@ -97,6 +97,18 @@ class PublishConfig(BaseModel):
         """The tracker object written to (an issue key), for plans and idempotency records."""
         raise NotImplementedError
 
+    def write_kind(self) -> str:
+        """``field`` (a number field gets the progress %), ``comment`` or ``body_block``.
+
+        Trackers override this; the default reads the common keys so a new tracker with a
+        ``field:`` or ``comment:`` key works without more code.
+        """
+        if getattr(self, "field", None):
+            return "field"
+        if getattr(self, "comment", False):
+            return "comment"
+        return "body_block"
+
 
 class Connector(Protocol):
     """A tracker, seen from ``run_once``. Every request goes through ``connectors.http``."""

@@ -191,8 +191,11 @@ class PlannedWrite:
     source: str
     target: str
     kind: str
+    """``field`` | ``comment`` | ``body_block`` | ``add_label`` | ``remove_label``."""
     value: str
     reason: str = ""
+    item_id: str | None = None
+    """For label writes: the stable id of the item labelled (kept in the store)."""
 
 
 @dataclass(slots=True)

@@ -1,0 +1,483 @@
+"""``run_once``: one sync pass, the single unit of work of ``okrsync sync`` and the daemon.
+
+    sources (one after another, each isolated)
+      └─ connector.fetch(cursor) ─ pages ─> match (pure) ─> store.write_page (items + matches)
+         last page: members, census retirement and the new cursor in ONE transaction
+    key results (SQL tallies + pure arithmetic) ─> snapshots (once per pass)
+    write-back (after the store committed; idempotent) ─> report data
+
+A source that fails changes nothing known from it: its cursor stays, nothing is retired, its key
+results keep their last values marked ``stale`` and its items are never flagged unaligned because
+of the failure. Pages fetched before the failure are newer truth and stay stored (at-least-once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import connectors
+from connectors.base import Connector, ConnectorContext, RuleConfig
+from connectors.http import HttpPolicy, redact
+from syncer.config import Config
+from syncer.errors import ConfigError, RateLimitedError, SourceError, SyncBusyError
+from syncer.matching import CompiledRule, RuleIndex, build_index, compile_rules, match_item
+from syncer.model import KeyResultChange, PlannedWrite, SourceOutcome, WorkItem
+from syncer.progress import describe_change
+from syncer.publish import plan_writes
+from syncer.results import compute_key_results, utc_now
+from syncer.store import Store
+
+__all__ = ["SyncOptions", "SyncResult", "run_once", "worker_id"]
+
+log = logging.getLogger("okrsync.sync")
+
+ConnectorFactory = Callable[[str, Any, ConnectorContext], Connector]
+ProgressHook = Callable[[str, int, bool], None]
+"""``hook(source, items_fetched_so_far, finished)`` for progress bars."""
+
+_LEASE_TTL = timedelta(minutes=2)
+_RENEW_EVERY = 30.0
+_REMATCH_BATCH = 2000
+
+
+def worker_id() -> str:
+    """``host:pid:random``: unique per process, and tells whether a holder on this host is alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class SyncOptions:
+    """What one pass does. The defaults are an incremental pass over every source."""
+
+    full: bool = False
+    dry_run: bool = False
+    sources: tuple[str, ...] | None = None
+    census: bool | None = None
+    """Force (True) or skip (False) the ids-only census; ``None``: when ``schedule.census_every`` is due."""
+    worker: str = field(default_factory=worker_id)
+    lock_wait: float = 5.0
+    """Seconds to wait for a source held by another pass before saying a sync is running."""
+    skip_busy: bool = False
+    """Several workers on one store: skip sources another worker holds instead of failing."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    policy: HttpPolicy | None = None
+    session: Any = None
+    """A ``requests.Session`` for every connector (tests)."""
+    sleep: Any = None
+    on_progress: ProgressHook | None = None
+
+
+@dataclass
+class SyncResult:
+    """What a pass did: per-source outcomes, key-result changes, write-backs, the run id."""
+
+    run_id: int
+    outcomes: list[SourceOutcome]
+    changes: dict[str, KeyResultChange]
+    writes: list[PlannedWrite]
+    write_errors: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        failed = any(not o.ok for o in self.outcomes) or bool(self.write_errors)
+        return 1 if failed else 0
+
+    @property
+    def requests(self) -> int:
+        return sum(o.requests for o in self.outcomes)
+
+
+def run_once(
+    config: Config,
+    store: Store,
+    options: SyncOptions | None = None,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    connector_factory: ConnectorFactory | None = None,
+) -> SyncResult:
+    """One pass over the configured sources; see the module docstring for the guarantees."""
+    options = options or SyncOptions()
+    names = _selected_sources(config, options.sources)
+    rules = compile_rules(config)
+    index = build_index(rules)
+    factory = connector_factory or _plugin_factory
+    started = now()
+
+    held, skipped = _acquire_sources(store, names, options, now)
+    try:
+        _rematch_if_rules_changed(config, store, index)
+        run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run, worker=options.worker)
+        outcomes: list[SourceOutcome] = []
+        connectors_by_name: dict[str, Connector] = {}
+        for name in held:
+            if options.stop.is_set():
+                break
+            outcome, connector = _sync_source(config, store, name, index, options, now, factory)
+            outcomes.append(outcome)
+            if connector is not None:
+                connectors_by_name[name] = connector
+        failed = {o.name for o in outcomes if not o.ok}
+        at = now()
+        krs = compute_key_results(config, store, at, failed_sources=failed)
+        changes = _changes(store, krs)
+        item_states = {kr_id: store.kr_item_states(kr_id) for kr_id in krs}
+        store.write_snapshots(run_id, at, list(krs.values()), item_states)
+
+        writes = plan_writes(config, store, krs, at, failed_sources=failed)
+        write_errors: list[str] = []
+        if not options.dry_run:
+            write_errors = _carry_out(config, store, writes, connectors_by_name, options, now, factory)
+        requests = sum(o.requests for o in outcomes)
+        outcome_text = "ok"
+        if failed or write_errors:
+            outcome_text = "failed" if held and len(failed) == len(held) else "partial"
+        store.finish_run(
+            run_id, now(), outcome_text, requests,
+            {"sources": [_outcome_dict(o) for o in outcomes], "write_errors": write_errors, "skipped": skipped},
+        )
+        return SyncResult(run_id, outcomes, changes, writes, write_errors, skipped)
+    finally:
+        for name in held:
+            store.release_lease(_lease(name), options.worker)
+
+
+# -- one source -----------------------------------------------------------------------------
+
+
+def _sync_source(
+    config: Config,
+    store: Store,
+    name: str,
+    index: RuleIndex,
+    options: SyncOptions,
+    now: Callable[[], datetime],
+    factory: ConnectorFactory,
+) -> tuple[SourceOutcome, Connector | None]:
+    source_config = config.sources[name]
+    status = store.source_status().get(name, {})
+    outcome = SourceOutcome(name=name, full=options.full)
+    attempt_at = now()
+    resume_at = _as_datetime(status.get("resume_at"))
+    if resume_at is not None and resume_at > attempt_at and not options.full:
+        outcome.ok = False
+        outcome.resume_at = resume_at
+        outcome.error = f"rate limited by the tracker; resuming at {resume_at:%Y-%m-%dT%H:%M:%SZ}"
+        return outcome, None
+    census = options.full or _census_due(config, status, attempt_at, options.census)
+    state = _load_state(store, name)
+    context = ConnectorContext(
+        policy=options.policy or HttpPolicy(deadline=config.schedule.deadline.total_seconds()),
+        stop=options.stop,
+        now=now,
+        session=options.session,
+        sleep=options.sleep,
+        state=state,
+    )
+    connector: Connector | None = None
+    source_rules = [c.rule for c in index.for_source(name)]
+    try:
+        connector = factory(name, source_config, context)
+        cursor = None if options.full else store.get_cursor(name)
+        members = store.get_members(name)
+        last_renew = time.monotonic()
+        for page in connector.fetch(cursor, full=options.full, census=census, rules=source_rules):
+            if options.stop.is_set():
+                raise SourceError(name, "stopped by a shutdown request; nothing after the last page was kept")
+            if time.monotonic() - last_renew > _RENEW_EVERY:
+                store.renew_lease(_lease(name), options.worker, _LEASE_TTL, now())
+                last_renew = time.monotonic()
+            outcome.fetched += len(page.items)
+            is_last = page.cursor is not None or page.census is not None or bool(page.members)
+            if not is_last:
+                matches = {item.id: match_item(item, index, members) for item in page.items}
+                store.write_page(name, page.items, matches, None, now())
+            else:
+                outcome.retired += _finish_source(store, name, page, index, members, source_config, now())
+                members = store.get_members(name)
+            if options.on_progress:
+                options.on_progress(name, outcome.fetched, False)
+        outcome.requests = connector.requests
+        store.record_source_attempt(name, now(), ok=True, error=None, full=options.full, census=census)
+        _save_state(store, name, context.state)
+    except SourceError as exc:
+        _fail(outcome, connector, exc.message, exc)
+        resume = exc.resume_at if isinstance(exc, RateLimitedError) else None
+        outcome.resume_at = resume
+        store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False,
+                                    resume_at=resume)
+    except Exception as exc:  # a tracker answer we did not foresee must not take the pass down
+        log.debug("unexpected failure in source %s", name, exc_info=True)
+        _fail(outcome, connector, f"unexpected {type(exc).__name__}: {exc}", exc)
+        store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False)
+    if options.on_progress:
+        options.on_progress(name, outcome.fetched, True)
+    return outcome, connector
+
+
+def _fail(outcome: SourceOutcome, connector: Connector | None, message: str, exc: BaseException) -> None:
+    outcome.ok = False
+    secrets: tuple[str, ...] = ()
+    outcome.error = redact(message, secrets)
+    outcome.requests = connector.requests if connector is not None else 0
+
+
+def _finish_source(
+    store: Store,
+    name: str,
+    page: Any,
+    index: RuleIndex,
+    members: Mapping[str, frozenset[str]],
+    source_config: Any,
+    at: datetime,
+) -> int:
+    """The last page: items, member sets, rematches, census retirement and cursor, atomically."""
+    retired = 0
+    with store.transaction():
+        merged = _merge_members(members, page.members, page.members_scope)
+        changed: set[str] = set()
+        if page.members:
+            changed = store.replace_members(name, merged)
+        matches = {item.id: match_item(item, index, merged) for item in page.items}
+        store.write_page(name, page.items, matches, None, at)
+        page_ids = {item.id for item in page.items}
+        stale_ids = [i for i in changed if i not in page_ids]
+        for start in range(0, len(stale_ids), _REMATCH_BATCH):
+            batch = store.items_by_ids(name, stale_ids[start : start + _REMATCH_BATCH])
+            store.replace_matches(name, {item.id: match_item(item, index, merged) for item in batch})
+        if page.census is not None:
+            retired = store.retire_missing(name, page.census, at, guard=source_config.retire_guard)
+        if page.cursor is not None:
+            store.set_cursor(name, page.cursor)
+    return retired
+
+
+def _merge_members(
+    stored: Mapping[str, frozenset[str]],
+    fresh: Mapping[str, frozenset[str]],
+    scope: frozenset[str] | None,
+) -> dict[str, frozenset[str]]:
+    """New member sets: a full replace, or (stored − re-evaluated ids) ∪ fresh matches."""
+    if scope is None:
+        return dict(fresh) if fresh else dict(stored)
+    merged = dict(stored)
+    for fingerprint, ids in fresh.items():
+        merged[fingerprint] = (stored.get(fingerprint, frozenset()) - scope) | ids
+    return merged
+
+
+# -- write-back -----------------------------------------------------------------------------
+
+
+def _carry_out(
+    config: Config,
+    store: Store,
+    writes: Sequence[PlannedWrite],
+    built: dict[str, Connector],
+    options: SyncOptions,
+    now: Callable[[], datetime],
+    factory: ConnectorFactory,
+) -> list[str]:
+    """Make each planned write; a failure is reported and retried next pass (not recorded)."""
+    errors: list[str] = []
+    for write in writes:
+        connector = built.get(write.source)
+        try:
+            if connector is None:
+                context = ConnectorContext(
+                    policy=options.policy or HttpPolicy(deadline=config.schedule.deadline.total_seconds()),
+                    stop=options.stop, now=now, session=options.session, sleep=options.sleep,
+                    state=_load_state(store, write.source),
+                )
+                connector = factory(write.source, config.sources[write.source], context)
+                built[write.source] = connector
+            connector.publish(write)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported and retried next pass
+            message = exc.message if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+            text = f"{write.source}: write-back to {write.target} failed: {message}"
+            errors.append(redact(text, config.secrets()))
+            continue
+        _record_write(store, write, now())
+    return errors
+
+
+def _record_write(store: Store, write: PlannedWrite, at: datetime) -> None:
+    if write.kind in ("add_label", "remove_label"):
+        store.set_labelled(write.source, write.item_id or write.target, write.kind == "add_label")
+    else:
+        store.record_written(write.source, write.target, write.value, at)
+
+
+# -- key results ----------------------------------------------------------------------------
+
+
+def _changes(store: Store, krs: Mapping[str, Any]) -> dict[str, KeyResultChange]:
+    """Each key result's change against the latest stored snapshot (before this pass writes one)."""
+    latest = store.latest_snapshots()
+    changes: dict[str, KeyResultChange] = {}
+    for kr_id, kr in krs.items():
+        before = latest.get(kr_id)
+        before_items: Mapping[str, str] = before.get("items", {}) if before else {}
+        after_items = store.kr_item_states(kr_id)
+        change = describe_change(None, kr, _expand_states(before_items), after_items)
+        if before is not None:
+            change = KeyResultChange(
+                kr_id=change.kr_id, before=float(before["current"]), after=change.after, unit=change.unit,
+                done_delta=change.done_delta, added=change.added, left=change.left,
+            )
+        changes[kr_id] = change
+    return changes
+
+
+def _expand_states(items: Mapping[str, str]) -> dict[str, str]:
+    return dict(items)
+
+
+# -- rules, leases, state ---------------------------------------------------------------------
+
+
+def _selected_sources(config: Config, only: Iterable[str] | None) -> list[str]:
+    names = list(config.sources)
+    if only:
+        unknown = [n for n in only if n not in config.sources]
+        if unknown:
+            raise ConfigError(f"--source {', '.join(unknown)}: no such source (known: {', '.join(names)})")
+        names = [n for n in names if n in set(only)]
+    return names
+
+
+def rules_hash(rules: Sequence[CompiledRule]) -> str:
+    """Fingerprint of every rule in order: when it changes, stored matches are recomputed."""
+    text = json.dumps([[c.kr_id, c.index, c.rule.fingerprint()] for c in rules], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _rematch_if_rules_changed(config: Config, store: Store, index: RuleIndex) -> None:
+    """Config edits change which items serve which key result: recompute matches once."""
+    digest = rules_hash(list(index))
+    if store.get_meta("rules_hash") == digest:
+        return
+    with store.transaction():
+        store.clear_matches()
+        for name in config.sources:
+            members = store.get_members(name)
+            batch: list[WorkItem] = []
+            for item in store.iter_items(name):
+                batch.append(item)
+                if len(batch) >= _REMATCH_BATCH:
+                    store.replace_matches(name, {i.id: match_item(i, index, members) for i in batch})
+                    batch = []
+            if batch:
+                store.replace_matches(name, {i.id: match_item(i, index, members) for i in batch})
+        store.set_meta("rules_hash", digest)
+
+
+def _lease(source: str) -> str:
+    return f"source:{source}"
+
+
+def _acquire_sources(
+    store: Store, names: list[str], options: SyncOptions, now: Callable[[], datetime]
+) -> tuple[list[str], list[str]]:
+    """Take every source's lease; wait briefly for a busy one, then refuse (or skip, for workers)."""
+    held: list[str] = []
+    skipped: list[str] = []
+    deadline = time.monotonic() + options.lock_wait
+    pending = list(names)
+    while pending:
+        for name in list(pending):
+            _release_if_dead(store, _lease(name), now())
+            if store.acquire_lease(_lease(name), options.worker, _LEASE_TTL, now()):
+                held.append(name)
+                pending.remove(name)
+        if not pending:
+            break
+        if options.skip_busy:
+            skipped.extend(pending)
+            break
+        if time.monotonic() >= deadline:
+            for name in held:
+                store.release_lease(_lease(name), options.worker)
+            holder = next((lease for lease in store.leases() if lease["name"] == _lease(pending[0])), None)
+            since = f" since {holder['acquired_at']:%Y-%m-%d %H:%M:%SZ}" if holder else ""
+            who = f" (worker {holder['holder']}{since})" if holder else ""
+            raise SyncBusyError(f"a sync is already running for source {pending[0]}{who}; try again later")
+        if options.stop.wait(0.2):
+            break
+    return held, skipped
+
+
+def _release_if_dead(store: Store, name: str, at: datetime) -> None:
+    """A holder on this host whose process is gone (kill -9) frees its lease at once."""
+    for lease in store.leases():
+        if lease["name"] != name:
+            continue
+        host, _, rest = str(lease["holder"]).partition(":")
+        pid_text = rest.split(":", 1)[0]
+        if host == socket.gethostname() and pid_text.isdigit() and not _alive(int(pid_text)):
+            store.release_lease(name, lease["holder"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _census_due(config: Config, status: Mapping[str, Any], at: datetime, forced: bool | None) -> bool:
+    if forced is not None:
+        return forced
+    last = _as_datetime(status.get("last_census_at"))
+    return last is None or at - last >= config.schedule.census_every
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _load_state(store: Store, name: str) -> dict[str, Any]:
+    raw = store.get_meta(f"connector_state:{name}")
+    try:
+        loaded = json.loads(raw) if raw else {}
+    except ValueError:
+        loaded = {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _save_state(store: Store, name: str, state: dict[str, Any] | None) -> None:
+    if state is not None:
+        store.set_meta(f"connector_state:{name}", json.dumps(state, sort_keys=True, default=str))
+
+
+def _outcome_dict(outcome: SourceOutcome) -> dict[str, Any]:
+    return {
+        "name": outcome.name, "ok": outcome.ok, "fetched": outcome.fetched, "requests": outcome.requests,
+        "error": outcome.error, "retired": outcome.retired, "full": outcome.full,
+        "resume_at": outcome.resume_at.isoformat() if outcome.resume_at else None,
+    }
+
+
+def _plugin_factory(name: str, source_config: Any, context: ConnectorContext) -> Connector:
+    plugin = connectors.plugins()[source_config.type]
+    return plugin.build(name, source_config, context)
+
+
+def rules_of_source(rules: Sequence[CompiledRule], source: str) -> list[RuleConfig]:
+    return [c.rule for c in rules if c.rule.source == source]
