@@ -324,8 +324,13 @@ class _Validator:
         self.problems.append(Problem(self.loaded.line_of(loc), message))
 
     def is_secret(self, loc: Loc) -> bool:
-        """True when ``loc`` is, or holds, a value that came through ``${...}``."""
-        return any(s[: len(loc)] == loc or loc[: len(s)] == s for s in self.loaded.interpolated)
+        """True when the value at ``loc`` came through ``${...}`` (or lies inside one that did).
+
+        Messages about such a value never quote it. Messages about an enclosing mapping (a model
+        validator's) are kept, since they explain the mistake; any interpolated value they
+        happen to contain is masked when the lines are formatted.
+        """
+        return any(loc[: len(s)] == s for s in self.loaded.interpolated)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -341,7 +346,8 @@ class _Validator:
         data = dict(data)
         if "path" in data:
             known = sorted(set(Config.model_fields) - {"path"})
-            self.error(("path",), "unknown key 'path' in the top level" + _hint("path", known))
+            hint = _hint("path", known) or f" (known keys: {', '.join(known)})"
+            self.error(("path",), "unknown key 'path' in the top level" + hint)
             del data["path"]
 
         types: dict[str, ConnectorPlugin] = {}
@@ -440,7 +446,7 @@ class _Validator:
         rules = raw.get("match")
         if metric == "manual" and rules:
             self.error(loc + ("match",), f"{name}: metric manual takes its value from check-ins; drop match")
-        elif metric in METRICS and metric != "manual" and not rules and "match" not in raw:
+        elif metric in METRICS and metric != "manual" and not rules and isinstance(rules, list | None):
             self.error(loc, f"{name}: no match rules: add `match:` or use metric: manual")
         result = dict(raw)
         for kind in ("match", "publish"):
