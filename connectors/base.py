@@ -165,6 +165,8 @@ class ConnectorContext:
     """``sleep(seconds)`` override for tests; ``None`` waits on ``stop``."""
     state: dict[str, Any] | None = None
     """Slow-changing facts the connector may cache between passes (field ids, server flavour)."""
+    config_dir: Any = None
+    """The config file's folder (a ``Path``): relative paths in a source block resolve there."""
 
 
 def utc_now() -> datetime:

@@ -184,6 +184,7 @@ def _sync_source(
         session=options.session,
         sleep=options.sleep,
         state=state,
+        config_dir=config.path.parent if config.path else None,
     )
     connector: Connector | None = None
     source_rules = [c.rule for c in index.for_source(name)]
@@ -299,6 +300,7 @@ def _carry_out(
                     policy=options.policy or HttpPolicy(deadline=config.schedule.deadline.total_seconds()),
                     stop=options.stop, now=now, session=options.session, sleep=options.sleep,
                     state=_load_state(store, write.source),
+                    config_dir=config.path.parent if config.path else None,
                 )
                 connector = factory(write.source, config.sources[write.source], context)
                 built[write.source] = connector

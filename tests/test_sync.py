@@ -1,0 +1,227 @@
+"""run_once against in-memory connectors: isolation, staleness, census, dry-run, write-back, lock."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connectors.memory import MemoryConnector, MemoryPublish, MemoryRule, MemorySource
+from syncer.config import Config, Cycle, KeyResult, Objective, Unaligned
+from syncer.errors import SyncBusyError, TransientError
+from syncer.model import ItemKind, State, WorkItem
+from syncer.store import Store
+from syncer.sync import SyncOptions, run_once
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CYCLE = Cycle(name="2026-Q4", start=date(2026, 10, 1), end=date(2026, 12, 31))
+
+
+def item(source: str, n: int, state: State = State.TODO, **kw: object) -> WorkItem:
+    fields: dict[str, object] = {
+        "source": source, "id": f"{source}-{n}", "key": f"{source.upper()}-{n}", "title": f"item {n}",
+        "url": f"https://example.test/{source}/{n}", "kind": ItemKind.ISSUE, "state": state,
+        "updated_at": NOW - timedelta(days=1), "container": "P",
+    }
+    if state is State.DONE:
+        fields["done_at"] = NOW - timedelta(days=2)
+    fields.update(kw)
+    return WorkItem(**fields)  # type: ignore[arg-type]
+
+
+def config(label: str | None = None, publish: bool = False) -> Config:
+    jira_kr = KeyResult(
+        id="jira-epic", title="Epic work", metric="percent_done",
+        match=(MemoryRule(source="jira", parent="EP-1"),),
+        publish=(MemoryPublish(source="jira", issue="OKR-1", field="progress"),) if publish else (),
+    )
+    gh_kr = KeyResult(
+        id="gh-bugs", title="Close bugs", metric="count_done", target=4,
+        match=(MemoryRule(source="github", labels=("bug",)),),
+    )
+    both = KeyResult(
+        id="both", title="Both trackers", metric="percent_done",
+        match=(MemoryRule(source="jira", labels=("x",)), MemoryRule(source="github", labels=("x",))),
+    )
+    return Config(
+        cycle=CYCLE,
+        sources={"jira": MemorySource(type="memory"), "github": MemorySource(type="memory")},
+        objectives=(Objective(id="o", title="O", key_results=(jira_kr, gh_kr, both)),),
+        unaligned=Unaligned(ignore_labels=("chore",), label=label),
+    )
+
+
+class Trackers:
+    """Two in-memory trackers whose connectors survive between passes (like real trackers)."""
+
+    def __init__(self) -> None:
+        self.jira = MemoryConnector("jira", [
+            item("jira", 1, State.DONE, parent_key="EP-1"),
+            item("jira", 2, State.IN_PROGRESS, parent_key="EP-1"),
+            item("jira", 3, parent_key="EP-1"),
+            item("jira", 4, State.DONE, parent_key="EP-1", excluded=True),
+            item("jira", 5, labels=("x",)),
+            item("jira", 6),  # unaligned
+            item("jira", 7, labels=("chore",)),  # ignored
+        ])
+        self.github = MemoryConnector("github", [
+            item("github", 1, State.DONE, labels=("bug",)),
+            item("github", 2, State.DONE, labels=("bug",), done_at=datetime(2026, 9, 1, tzinfo=UTC)),
+            item("github", 3, labels=("bug",)),
+            item("github", 4, State.DONE, labels=("x",)),
+            item("github", 5),  # unaligned
+        ])
+
+    def factory(self, name: str, _config: object, _context: object) -> MemoryConnector:
+        return self.jira if name == "jira" else self.github
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(f"sqlite:///{tmp_path / 'okrsync.db'}") as opened:
+        yield opened
+
+
+def sync(cfg: Config, store: Store, trackers: Trackers, **options: object):
+    return run_once(cfg, store, SyncOptions(**options), now=lambda: NOW,  # type: ignore[arg-type]
+                    connector_factory=trackers.factory)
+
+
+def test_a_pass_computes_every_key_result_from_both_trackers(store: Store) -> None:
+    trackers = Trackers()
+    result = sync(config(), store, trackers, full=True)
+    assert result.exit_code == 0
+    assert [o.fetched for o in result.outcomes] == [7, 5]
+    latest = store.latest_snapshots()
+    assert latest["jira-epic"]["current"] == pytest.approx(100 / 3)  # 1 of 3 (won't-do left out)
+    assert latest["gh-bugs"]["current"] == 1  # the bug closed before the cycle does not count
+    assert latest["both"]["current"] == 50  # github-4 done, jira-5 open
+    unaligned = {i.key for i in store.unaligned(CYCLE.starts_at, CYCLE.ends_at, ("chore",))}
+    assert unaligned == {"JIRA-6", "GITHUB-5"}
+
+
+def test_a_failing_source_keeps_its_numbers_stale_and_the_other_source_syncs(store: Store) -> None:
+    trackers = Trackers()
+    sync(config(), store, trackers, full=True)
+    trackers.jira.items = [replace(i, state=State.DONE, done_at=NOW) for i in trackers.jira.items]
+    trackers.jira.fail = TransientError("jira", "HTTP 502 from jira.example.test; gave up after 5 attempts")
+    trackers.github.items.append(item("github", 6, State.DONE, labels=("bug",), updated_at=NOW))
+    result = sync(config(), store, trackers)
+    assert result.exit_code == 1
+    jira, github = result.outcomes
+    assert not jira.ok and "HTTP 502" in (jira.error or "")
+    assert github.ok and github.fetched >= 1
+    latest = store.latest_snapshots()
+    assert latest["jira-epic"]["current"] == pytest.approx(100 / 3), "the failed source's KR kept its value"
+    assert latest["jira-epic"]["stale"]
+    assert latest["both"]["stale"], "a KR fed by a failed source is stale even if the other source synced"
+    assert latest["gh-bugs"]["current"] == 2 and not latest["gh-bugs"]["stale"]
+    assert store.count_items("jira") == 7, "nothing of the failed source was dropped"
+    keys = {i.key for i in store.unaligned(CYCLE.starts_at, CYCLE.ends_at, ("chore",), exclude_sources={"jira"})}
+    assert keys == {"GITHUB-5"}
+
+
+def test_cursor_does_not_move_when_the_source_fails(store: Store) -> None:
+    trackers = Trackers()
+    sync(config(), store, trackers, full=True)
+    before = store.get_cursor("jira")
+    trackers.jira.items.append(item("jira", 9, updated_at=NOW + timedelta(hours=1)))
+    trackers.jira.fail = TransientError("jira", "boom")
+    sync(config(), store, trackers)
+    assert store.get_cursor("jira") == before
+
+
+def test_census_retires_vanished_items_but_a_mass_disappearance_fails_the_source(store: Store) -> None:
+    trackers = Trackers()
+    sync(config(), store, trackers, full=True)
+    trackers.jira.items = [i for i in trackers.jira.items if i.id != "jira-3"]
+    result = sync(config(), store, trackers, full=True)
+    assert result.outcomes[0].ok and result.outcomes[0].retired == 1
+    assert store.latest_snapshots()["jira-epic"]["current"] == 50  # 1 of 2 now
+    trackers.jira.items += [item("jira", n) for n in range(10, 16)]
+    sync(config(), store, trackers, full=True)
+    trackers.jira.items = trackers.jira.items[:1]  # 11 of 12 vanish at once: visibility lost, not deletion
+    result = sync(config(), store, trackers, full=True)
+    assert not result.outcomes[0].ok and "visibility lost" in (result.outcomes[0].error or "")
+    assert store.count_items("jira") == 12
+    assert store.latest_snapshots()["jira-epic"]["stale"]
+
+
+def test_dry_run_writes_nothing_to_the_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'okrsync.db'}"
+    trackers = Trackers()
+    with Store.open(url) as store:
+        sync(config(), store, trackers, full=True)
+        store.checkpoint()
+    db = tmp_path / "okrsync.db"
+    before = db.read_bytes()
+    trackers.github.items.append(item("github", 7, State.DONE, labels=("bug",), updated_at=NOW))
+    with Store.open(url, dry_run=True) as store:
+        result = sync(config(publish=True), store, trackers, dry_run=True)
+        assert result.changes["gh-bugs"].after == 2, "the plan shows the change"
+        assert any(w.target == "OKR-1:progress" for w in result.writes)
+    assert trackers.jira.written == [], "dry-run makes no write-back"
+    assert db.read_bytes() == before
+    with Store.open(url) as store:
+        assert len(store.last_runs(10)) == 1
+        assert store.latest_snapshots()["gh-bugs"]["current"] == 1
+
+
+def test_write_back_is_idempotent(store: Store) -> None:
+    trackers = Trackers()
+    cfg = config(label="okr-unaligned", publish=True)
+    first = sync(cfg, store, trackers, full=True)
+    kinds = sorted((w.source, w.kind, w.target) for w in first.writes)
+    assert ("jira", "field", "OKR-1:progress") in kinds
+    assert ("jira", "add_label", "JIRA-6") in kinds and ("github", "add_label", "GITHUB-5") in kinds
+    written = len(trackers.jira.written) + len(trackers.github.written)
+    assert written == len(first.writes) == 3
+    second = sync(cfg, store, trackers)
+    assert second.writes == [], "a pass that changed nothing writes nothing"
+    # JIRA-6 joins the epic: its label comes off, the KR's field value changes
+    trackers.jira.items = [replace(i, parent_key="EP-1", updated_at=NOW) if i.id == "jira-6" else i
+                           for i in trackers.jira.items]
+    third = sync(cfg, store, trackers)
+    assert sorted((w.kind, w.target) for w in third.writes) == [("field", "OKR-1:progress"),
+                                                               ("remove_label", "JIRA-6")]
+
+
+def test_a_failed_write_is_reported_and_retried_next_pass(store: Store) -> None:
+    trackers = Trackers()
+
+    def broken(write: object) -> None:
+        raise TransientError("jira", "HTTP 503 on PUT /rest/api/3/issue/OKR-1")
+
+    trackers.jira.publish = broken  # type: ignore[method-assign]
+    first = sync(config(publish=True), store, trackers, full=True)
+    assert first.exit_code == 1 and "OKR-1" in first.write_errors[0]
+    assert store.latest_snapshots()["jira-epic"]["current"] == pytest.approx(100 / 3), "values kept"
+    trackers.jira.publish = trackers.jira.written.append  # type: ignore[method-assign]
+    second = sync(config(publish=True), store, trackers)
+    assert [w.target for w in second.writes] == ["OKR-1:progress"]
+
+
+def test_a_second_pass_waits_then_says_a_sync_is_running(store: Store) -> None:
+    trackers = Trackers()
+    assert store.acquire_lease("source:jira", "otherhost:1:abc", timedelta(minutes=2), NOW)
+    with pytest.raises(SyncBusyError, match="already running for source jira"):
+        sync(config(), store, trackers, lock_wait=0.3)
+    assert store.acquire_lease("source:github", "me", timedelta(minutes=2), NOW), "nothing left held"
+
+
+def test_workers_skip_sources_another_worker_holds(store: Store) -> None:
+    trackers = Trackers()
+    assert store.acquire_lease("source:jira", "otherhost:1:abc", timedelta(minutes=2), NOW)
+    result = sync(config(), store, trackers, skip_busy=True, full=True)
+    assert result.skipped == ["jira"] and [o.name for o in result.outcomes] == ["github"]
+
+
+def test_stop_event_ends_the_pass_before_the_next_source(store: Store) -> None:
+    trackers = Trackers()
+    stop = threading.Event()
+    stop.set()
+    result = sync(config(), store, trackers, stop=stop)
+    assert result.outcomes == []
