@@ -116,6 +116,9 @@ def run_once(
     started = now()
 
     held, skipped = _acquire_sources(store, names, options, now)
+    if names and not held:
+        # Every source is being synced by another worker: its pass writes the snapshot, not us.
+        return SyncResult(0, [], {}, [], [], skipped)
     try:
         _rematch_if_rules_changed(config, store, index)
         run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run, worker=options.worker)
@@ -137,7 +140,7 @@ def run_once(
 
         writes = plan_writes(config, store, krs, at, failed_sources=failed)
         write_errors: list[str] = []
-        if not options.dry_run:
+        if not options.dry_run and not options.stop.is_set():
             write_errors = _carry_out(config, store, writes, connectors_by_name, options, now, factory)
         requests = sum(o.requests for o in outcomes)
         outcome_text = "ok"
