@@ -165,6 +165,7 @@ _BULK = 1000
 _IN_BATCH = 1000
 _MAX_PAGES = 100_000
 _PARENT_DEPTH = 5
+_RECENT_CAP = 2000
 _META_KEY = "jira_meta"
 _SIMPLE_SCOPE = re.compile(r"^\s*project\s*(?:=\s*\"?([\w-]+)\"?|in\s*\(([^()]*)\))\s*$", re.IGNORECASE)
 _LOST = ("does not exist for the field 'project'", "do not have permission", "does not exist or you")
@@ -356,26 +357,30 @@ class JiraConnector:
         jira_rules = [r for r in rules if isinstance(r, JiraRule) and r.source == self.name]
         extra = self._extra_clause(jira_rules, meta)
         scope = f"({self.config.scope})"
-        scan = _Scan()
         old_ms = _cursor_ms(cursor)
+        overlap_ms = int(self.config.overlap.total_seconds() * 1000)
+        # Items re-read only because of the overlap window (same id, same ``updated``) are not
+        # changes: remembering them in the cursor keeps an idle pass at one request.
+        recent = _cursor_recent(cursor)
+        scan = _Scan(recent)
         if old_ms is None:
             full = True
         changed: set[str] = set()
         census_ids: frozenset[str] | None = None
 
         if full:
-            pages, census_ids = self._full(meta, scope, extra, scan)
-            for page in pages:
+            holder: list[frozenset[str]] = []
+            for page in self._full(meta, scope, extra, scan, holder):
                 changed.update(item.id for item in page.items)
                 yield page
+            census_ids = holder[0]
         else:
             assert old_ms is not None
-            since = old_ms - int(self.config.overlap.total_seconds() * 1000)
             where = f"({scope} OR {extra})" if extra else scope
-            jql = f"{where} AND updated >= {since}"
+            jql = f"{where} AND updated >= {old_ms - overlap_ms}"
             batch: list[dict[str, Any]] = []
             for issues in self._search(jql, self._fields(meta), scan, sort="updated", guard=True):
-                batch.extend(issues)
+                batch.extend(i for i in issues if not scan.already_seen(i))
                 if len(batch) >= 1000:
                     page = self._page(batch, meta, scan, extra is not None)
                     changed.update(item.id for item in page.items)
@@ -392,7 +397,14 @@ class JiraConnector:
         members: dict[str, frozenset[str]] = {}
         parents = [r for r in jira_rules if r.parent]
         if parents and (whole or changed):
-            tree = {r.fingerprint(): self._descendants(r.parent or "", meta, scan) for r in parents}
+            tree: dict[str, frozenset[str]] = {}
+            for rule in parents:
+                below = self._descendants(rule.parent or "", meta, scan)
+                if rule.jql and below:
+                    below &= frozenset(self._ids(f"({rule.jql})", scan))
+                tree[rule.fingerprint()] = below
+            # Descendant sets are always complete (members_scope None), so they travel on their
+            # own page; the JQL sets below may be partial (only the changed ids).
             yield Page(members=tree, members_scope=None)
         for rule in jira_rules:
             if not rule.jql or rule.parent:
@@ -401,36 +413,35 @@ class JiraConnector:
                 members[rule.fingerprint()] = frozenset(self._ids(f"({rule.jql})", scan))
             elif changed:
                 members[rule.fingerprint()] = frozenset(self._ids_among(f"({rule.jql})", changed, scan))
-        scope_ids = None if whole else frozenset(changed)
+        new_ms = scan.cursor_ms(old_ms)
         yield Page(
-            cursor={"updated_ms": scan.cursor_ms(old_ms)},
+            cursor={"updated_ms": new_ms, "recent": scan.recent_after(new_ms - overlap_ms)},
             census=census_ids,
             members=members,
-            members_scope=scope_ids if members or not whole else None,
+            members_scope=None if whole else frozenset(changed),
         )
 
     def _full(
-        self, meta: JiraMeta, scope: str, extra: str | None, scan: _Scan
-    ) -> tuple[Iterator[Page], frozenset[str]]:
-        """Everything in scope (plus rule selections outside it) and the scope's id census."""
+        self, meta: JiraMeta, scope: str, extra: str | None, scan: _Scan, census: list[frozenset[str]]
+    ) -> Iterator[Page]:
+        """Everything in scope (plus rule selections outside it); the scope's ids go to ``census``."""
         if meta.cloud:
             in_scope = self._ids(scope, scan, guard=True)
             outside = self._ids(f"({extra}) AND NOT {scope}", scan) if extra else []
-            census = frozenset(in_scope)
-            order = list(dict.fromkeys(in_scope + outside))
-            return self._bulk_pages(order, census, meta, scan), census
+            inside = frozenset(in_scope)
+            census.append(inside)
+            yield from self._bulk_pages(list(dict.fromkeys(in_scope + outside)), inside, meta, scan)
+            return
         # Data Center: the paged search with fields is the census as well.
         seen: set[str] = set()
-        pages: list[Page] = []
         for issues in self._search(scope, self._fields(meta), scan, sort="created", guard=True):
             mapped = [self.to_item(i, meta) for i in issues]
             seen.update(i.id for i in mapped)
-            pages.append(Page(items=tuple(mapped)))
-        census = frozenset(seen)
+            yield Page(items=tuple(mapped))
+        census.append(frozenset(seen))
         if extra:
             for issues in self._search(f"({extra}) AND NOT {scope}", self._fields(meta), scan, sort="created"):
-                pages.append(Page(items=tuple(self.to_item(i, meta, in_scope=False) for i in issues)))
-        return iter(pages), census
+                yield Page(items=tuple(self.to_item(i, meta, in_scope=False) for i in issues))
 
     def _bulk_pages(self, ids: list[str], census: frozenset[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
         size = int(self.state.get("jira_bulk", _BULK))
@@ -779,9 +790,23 @@ class JiraConnector:
 class _Scan:
     """What one pass learned about time: the server clock at its first answer, the newest update."""
 
-    def __init__(self) -> None:
+    def __init__(self, recent: Mapping[str, int] | None = None) -> None:
         self.start_ms: int | None = None
         self.max_updated_ms: int | None = None
+        self.previous: dict[str, int] = dict(recent or {})
+        self.updates: dict[str, int] = {}
+
+    def already_seen(self, raw: Mapping[str, Any]) -> bool:
+        """The previous pass read this very version (re-read only because of the overlap)."""
+        fields = raw.get("fields")
+        when = parse_jira_time(fields.get("updated")) if isinstance(fields, dict) else None
+        return when is not None and self.previous.get(str(raw.get("id"))) == _ms(when)
+
+    def recent_after(self, floor_ms: int) -> dict[str, int]:
+        """Versions inside the next overlap window (bounded: beyond the cap they count as changes)."""
+        merged = {**self.previous, **self.updates}
+        kept = sorted(((ms, i) for i, ms in merged.items() if ms >= floor_ms), reverse=True)[:_RECENT_CAP]
+        return {i: ms for ms, i in kept}
 
     def note_response(self, headers: Mapping[str, str]) -> None:
         if self.start_ms is not None:
@@ -803,6 +828,7 @@ class _Scan:
             when = parse_jira_time(fields.get("updated")) if isinstance(fields, dict) else None
             if when is not None:
                 ms = _ms(when)
+                self.updates[str(raw.get("id"))] = ms
                 if self.max_updated_ms is None or ms > self.max_updated_ms:
                     self.max_updated_ms = ms
 
@@ -822,6 +848,13 @@ def _cursor_ms(cursor: Mapping[str, Any] | None) -> int | None:
         return None
     value = cursor.get("updated_ms")
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _cursor_recent(cursor: Mapping[str, Any] | None) -> dict[str, int]:
+    recent = cursor.get("recent") if cursor else None
+    if not isinstance(recent, dict):
+        return {}
+    return {str(k): int(v) for k, v in recent.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _scope_projects(scope: str) -> frozenset[str] | None:
