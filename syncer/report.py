@@ -805,7 +805,9 @@ details { margin-top: 8px; } summary { cursor: pointer; color: #0550ae; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top;
-  overflow-wrap: anywhere; }
+  overflow-wrap: break-word; }
+td.key, td.nowrap, th.nowrap { white-space: nowrap; }
+td.title { overflow-wrap: anywhere; }
 th { background: var(--panel); } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .share { display: inline-block; height: 8px; background: #8c959f; border-radius: 4px; vertical-align: middle;
   margin-right: 6px; }
@@ -813,7 +815,11 @@ th { background: var(--panel); } td.n, th.n { text-align: right; font-variant-nu
 footer { margin: 24px 0 8px; font-size: .85rem; color: var(--muted); }
 @media (max-width: 600px) {
   body { font-size: 14px; } .wrap { padding: 10px; } ul.tree ul { padding-left: 12px; margin-left: 4px; }
-  th, td { padding: 4px 5px; }
+  th, td { padding: 4px 5px; } svg.chart text { font-size: 16px; }
+  .pts { display: none; }
+  table.stack thead { display: none; } table.stack tr { display: block; border-bottom: 1px solid var(--line);
+    padding: 4px 0; } table.stack td { display: flex; gap: 8px; border: 0; padding: 2px 5px; text-align: left; }
+  table.stack td::before { content: attr(data-label); font-weight: 600; flex: 0 0 8.5em; }
 }
 @media print { details { display: block; } summary { display: none; } }
 """
@@ -863,7 +869,7 @@ def _nice_ceiling(value: float) -> float:
 def _burnup_svg(data: ReportData, kr: KeyResultProgress, detail: KeyResultDetail) -> str:
     """A burn-up chart as inline SVG: actual values, the expected line and the forecast."""
     width, height = 520, 230
-    left, right, top, bottom = 48, 14, 12, 42
+    left, right, top, bottom = 60, 14, 12, 42
     pw, ph = width - left - right, height - top - bottom
     t0 = _utc(data.cycle_start).timestamp()
     t1 = _utc(data.cycle_end).timestamp()
@@ -989,21 +995,24 @@ def _html_kr(data: ReportData, kr: KeyResultProgress) -> str:
     counts = f"{t.done} done, {t.in_progress} in progress, {t.todo} to do"
     if t.unknown:
         counts += f", {t.unknown} unknown"
-    facts.append(f"Items: {t.total} ({counts})")
+    if kr.metric == "manual" and not t.total:
+        facts.append("Value from manual check-ins")
+    else:
+        facts.append(f"Items: {t.total} ({counts})")
     out.append('<ul class="facts">' + "".join(f"<li>{f}</li>" for f in facts) + "</ul>")
     out.append(_burnup_svg(data, kr, detail))
     if detail.items:
         out.append(f"<details><summary>Items behind this key result ({len(detail.items)})</summary>")
         out.append(
             '<div class="scroll"><table><thead><tr><th scope="col">Item</th><th scope="col">Title</th>'
-            '<th scope="col">State</th><th scope="col" class="n">Points</th></tr></thead><tbody>'
+            '<th scope="col">State</th><th scope="col" class="n pts">Points</th></tr></thead><tbody>'
         )
         for item in detail.items:
             title = _e(item.title) + (' <span class="muted">(excluded)</span>' if item.excluded else "")
             out.append(
-                f"<tr><td>{_link(item, 'item-link')}</td><td>{title}</td>"
+                f'<tr><td class="key">{_link(item, "item-link")}</td><td class="title">{title}</td>'
                 f"<td>{_e(_STATE_WORDS.get(item.state, item.state))}</td>"
-                f'<td class="n">{_e(_num(item.points)) if item.points is not None else ""}</td></tr>'
+                f'<td class="n pts">{_e(_num(item.points)) if item.points is not None else ""}</td></tr>'
             )
         out.append("</tbody></table></div></details>")
     out.append("</article>")
@@ -1038,15 +1047,20 @@ def _html_tree(data: ReportData) -> str:
     return '<ul class="tree">' + "".join(node(o) for o in by_parent.get(None, [])) + "</ul>"
 
 
-def _html_table(header: Sequence[tuple[str, str]], rows: Iterable[Sequence[str]]) -> str:
-    """``header`` as (label, css class); row cells are already-escaped HTML."""
-    classes = [c for _, c in header]
+def _html_table(header: Sequence[tuple[str, str]], rows: Iterable[Sequence[str]], *, stack: bool = False) -> str:
+    """``header`` as (label, css class); row cells are already-escaped HTML.
+
+    ``stack`` tables turn into one labelled block per row on phones (wide tables stay readable).
+    """
     head = "".join(f'<th scope="col" class="{c}">{_e(h)}</th>' for h, c in header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="{c}">{cell}</td>' for cell, c in zip(row, classes, strict=True)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="{c}" data-label="{_e(h)}">{cell}</td>' for cell, (h, c) in zip(row, header, strict=True))
+        + "</tr>"
         for row in rows
     )
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    css = ' class="stack"' if stack else ""
+    return f'<div class="scroll"><table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def render_html(data: ReportData) -> str:
@@ -1091,12 +1105,14 @@ def render_html(data: ReportData) -> str:
     out.append(_html_tree(data))
     out.append("</section>")
 
+    titles = {o.id: o.title for o in data.objectives}
     out.append('<section aria-labelledby="h-krs"><h2 id="h-krs">Key results</h2>')
     for objective, _depth in _tree(data.objectives):
         out.append(f'<section id="{_e(_anchor("obj", objective.id))}">')
         parent = ""
         if objective.parent:
-            parent = f' <span class="muted">(under {_e(objective.parent)})</span>'
+            parent_title = titles.get(objective.parent, objective.parent)
+            parent = f' <span class="muted">(under {_e(parent_title)})</span>'
         bar = _bar(objective.progress, objective.status, f"Progress of {objective.title}")
         out.append(f'<h3>{_e(objective.title)}{parent}</h3><div class="prog">{bar} {_badge(objective.status)}</div>')
         if objective.key_results:
@@ -1113,16 +1129,18 @@ def render_html(data: ReportData) -> str:
     )
     if data.unaligned:
         groups = _unaligned_groups(data.unaligned)
+        biggest = max(len(items) for _, containers in groups for _, items in containers)
         rows = []
         for source, containers in groups:
             for container, items in containers:
-                share = len(items) / total if total else 0.0
+                # bar length relative to the biggest group; the label gives the share of all work
+                share = len(items) / biggest
                 rows.append(
                     [
                         _e(source),
                         _e(container),
                         str(len(items)),
-                        f'<span class="share" style="width:{min(100.0, share * 400):.0f}px"></span>'
+                        f'<span class="share" style="width:{share * 80:.0f}px" aria-hidden="true"></span>'
                         f"{_share(len(items), total)}",
                     ]
                 )
@@ -1134,7 +1152,7 @@ def render_html(data: ReportData) -> str:
                 out.append(f"<details><summary>{_e(container)}: {len(items)} unaligned</summary>")
                 out.append(
                     _html_table(
-                        [("Item", ""), ("Title", ""), ("State", "")],
+                        [("Item", "key"), ("Title", "title"), ("State", "")],
                         (
                             [_link(i, "unaligned-link"), _e(i.title), _e(_STATE_WORDS.get(i.state, i.state))]
                             for i in items
@@ -1153,7 +1171,7 @@ def render_html(data: ReportData) -> str:
                 ("Fetched", "n"),
                 ("Requests", "n"),
                 ("Last good sync", ""),
-                ("Error", ""),
+                ("Error", "title"),
             ],
             (
                 [
@@ -1166,6 +1184,7 @@ def render_html(data: ReportData) -> str:
                 ]
                 for s in data.sources
             ),
+            stack=True,
         )
     )
     out.append("</section>")
@@ -1175,8 +1194,9 @@ def render_html(data: ReportData) -> str:
         out.append(f'<section aria-labelledby="h-writes"><h2 id="h-writes">{title}</h2>')
         out.append(
             _html_table(
-                [("Source", ""), ("Target", ""), ("Kind", ""), ("Value", ""), ("Reason", "")],
+                [("Source", ""), ("Target", ""), ("Kind", ""), ("Value", "title"), ("Reason", "")],
                 ([_e(w.source), _e(w.target), _e(w.kind), _e(w.value), _e(w.reason)] for w in data.writes),
+                stack=True,
             )
         )
         out.append("</section>")

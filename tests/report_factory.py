@@ -48,9 +48,7 @@ def _progress(start: float, target: float, current: float) -> float:
     return min(1.0, max(0.0, (current - start) / (target - start)))
 
 
-def _history(
-    start: float, target: float, current: float, n: int, until: datetime
-) -> tuple[HistoryPoint, ...]:
+def _history(start: float, target: float, current: float, n: int, until: datetime) -> tuple[HistoryPoint, ...]:
     """``n`` snapshots from the cycle's first day to ``until``, wobbling towards ``current``."""
     first = CYCLE_START + timedelta(hours=9)
     step = (until - first) / max(1, n - 1)
@@ -148,8 +146,7 @@ def make_report(*, hostile: bool = False, history_len: int = HISTORY_LEN) -> Rep
             revamp_items[-1],
         )
     bug_items = tuple(
-        _gh("acme/api" if i % 2 else "acme/web", 200 + i, f"Customer bug #{i}: export fails", "done")
-        for i in range(18)
+        _gh("acme/api" if i % 2 else "acme/web", 200 + i, f"Customer bug #{i}: export fails", "done") for i in range(18)
     ) + tuple(_gh("acme/api", 300 + i, f"Customer bug: timeout {i}", "todo") for i in range(4))
     perf_items = tuple(
         _jira(f"PERF-{i}", f"Cache layer step {i}", "done" if i < 6 else "todo", points=float(5 + i))
@@ -341,9 +338,7 @@ def make_report(*, hostile: bool = False, history_len: int = HISTORY_LEN) -> Rep
             ok=False,
             fetched=0,
             requests=4,
-            error=HOSTILE
-            if hostile
-            else "503 Service Unavailable from https://jira.acme.internal (3 retries)",
+            error=HOSTILE if hostile else "503 Service Unavailable from https://jira.acme.internal (3 retries)",
         ),
     )
     writes = (

@@ -175,9 +175,7 @@ def test_json_naive_and_offset_datetimes_come_out_as_utc_z() -> None:
     from datetime import timedelta, timezone
 
     data = make_report()
-    data = replace(
-        data, generated_at=datetime(2026, 11, 22, 12, 0, 30, 999, tzinfo=timezone(timedelta(hours=2)))
-    )
+    data = replace(data, generated_at=datetime(2026, 11, 22, 12, 0, 30, 999, tzinfo=timezone(timedelta(hours=2))))
     assert json.loads(render_json(data))["generated_at"] == "2026-11-22T10:00:30Z"
     data = replace(data, generated_at=datetime(2026, 11, 22, 10, 0))
     assert json.loads(render_json(data))["generated_at"] == "2026-11-22T10:00:00Z"
