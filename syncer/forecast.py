@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from syncer.config import Cycle, KeyResult
@@ -44,19 +44,24 @@ def forecast(
     *,
     window: int = 14,
     baseline: float | None = None,
+    min_span: timedelta = timedelta(days=1),
 ) -> Forecast | None:
     """Where the key result lands at the cycle's end if the recent pace holds.
 
-    Uses the last ``window`` points inside the cycle and not after ``now``; ``None`` with fewer
-    than two distinct timestamps (no pace to speak of). The status is judged as if the cycle had
+    Uses the last ``window`` days (one point per day, its last) inside the cycle; ``None``
+    with fewer than two distinct timestamps or when they span less than ``min_span`` (no pace
+    to speak of: two passes minutes apart would extrapolate noise over weeks). The status is judged as if the cycle had
     ended (expected = 1): done at >= 1, on track at >= 0.9, at risk at >= 0.75, else off track.
     ``baseline`` stands in for an unset ``start`` as in ``compute_key_result``.
     """
     in_cycle = [p for p in history if cycle.starts_at <= p.at < cycle.ends_at and p.at <= now]
     in_cycle.sort(key=lambda p: p.at)
-    inside = in_cycle[-window:] if window > 0 else []
-    if len({p.at for p in inside}) < 2:
-        return None
+    daily: dict[object, HistoryPoint] = {}
+    for point in in_cycle:  # one point per UTC day (the day's last): a pass every 15 min is not 96 trends
+        daily[point.at.date()] = point
+    inside = list(daily.values())[-window:] if window > 0 else []
+    if len({p.at for p in inside}) < 2 or inside[-1].at - inside[0].at < min_span:
+        return None  # a pace measured over minutes says nothing about the cycle's end
     origin = inside[0].at
     xs = [(p.at - origin).total_seconds() for p in inside]
     ys = [p.current for p in inside]

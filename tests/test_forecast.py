@@ -146,3 +146,14 @@ def test_downsample_spacing_and_bad_size() -> None:
     assert downsample(list(range(9)), 5) == [0, 2, 4, 6, 8]
     with pytest.raises(ValueError, match="at least 2"):
         downsample([1, 2, 3], 1)
+
+
+def test_passes_minutes_apart_give_no_forecast_and_dense_history_is_read_per_day() -> None:
+    minutes = [HistoryPoint(day(39) + timedelta(minutes=m), 5.0 + m, 0.0) for m in range(0, 30, 15)]
+    assert forecast(minutes, kr(target=50), CYCLE, NOW) is None, "a pace over 15 minutes is noise"
+    # 96 passes a day for 10 days along a line of 1/day: the daily points give the same line
+    dense = [HistoryPoint(day(30 + i / 96), 10.0 + (30 + i / 96) - 30, 0.0) for i in range(96 * 10)]
+    result = forecast(dense, kr(target=200), CYCLE, NOW)
+    assert result is not None and result.points_used == 10
+    end_day = (CYCLE.ends_at - START).total_seconds() / 86400
+    assert result.value == pytest.approx(10.0 + end_day - 30, abs=0.05)
