@@ -38,6 +38,7 @@ from syncer.model import (
     ReportItem,
     Status,
 )
+from syncer.progress import format_change
 
 __all__ = [
     "FORMATS",
@@ -108,35 +109,25 @@ def progress_bar_text(fraction: float, width: int = 10) -> str:
 
 
 def change_text(change: KeyResultChange) -> str:
-    """``42% -> 47% (+3 done, +1 added, 1 left)``: what moved since the previous pass."""
+    """``42% -> 47% (+3 done, +1 added, 1 left)``: what moved since the previous pass.
 
-    def value(v: float) -> str:
-        if change.unit == "%":
-            return f"{_num(v)}%"
-        return f"{_num(v)} {change.unit}" if change.unit else _num(v)
-
-    before = "new" if change.before is None else value(change.before)
-    parts = []
-    if change.done_delta:
-        parts.append(f"{change.done_delta:+d} done")
-    if change.added:
-        parts.append(f"+{change.added} added")
-    if change.left:
-        parts.append(f"{change.left} left")
-    text = f"{before} -> {value(change.after)}"
-    return f"{text} ({', '.join(parts)})" if parts else text
+    The same words as ``sync --dry-run`` prints (``progress.format_change``), minus the id prefix.
+    """
+    text = format_change(change)
+    prefix = f"{change.kr_id}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def forecast_text(kr: KeyResultProgress, forecast: Forecast, cycle_end: datetime) -> str:
     """``forecast 68% of target by 2026-12-31: at risk (linear, 12 syncs)``."""
     end = _end_date(cycle_end)
+    method = forecast.method
+    if str(forecast.points_used) not in method:
+        method += f", {_plural(forecast.points_used, 'sync')}"
     share = ""
     if not (kr.metric in _PERCENT_METRICS and kr.start == 0 and kr.target == 100):
         share = f" ({_pct(forecast.progress)} of target)"
-    return (
-        f"forecast {_value(kr, forecast.value)}{share} by {end}: "
-        f"{_status_word(forecast.status)} ({forecast.method}, {forecast.points_used} syncs)"
-    )
+    return f"forecast {_value(kr, forecast.value)}{share} by {end}: {_status_word(forecast.status)} ({method})"
 
 
 def _num(value: float | None) -> str:
@@ -256,7 +247,7 @@ def _kr_notes(data: ReportData, kr: KeyResultProgress) -> list[str]:
     notes = []
     if kr.stale:
         notes.append(_stale_text(kr))
-    if detail.change is not None:
+    if detail.change is not None and not change_text(detail.change).endswith("(no change)"):
         notes.append(f"change: {change_text(detail.change)}")
     if detail.forecast is not None:
         notes.append(forecast_text(kr, detail.forecast, data.cycle_end))
@@ -1029,7 +1020,12 @@ def _html_tree(data: ReportData) -> str:
 
     def node(o: ObjectiveProgress) -> str:
         stale = sum(1 for kr in o.key_results if kr.stale)
-        extra = [f"{len(o.key_results)} key result{'s' if len(o.key_results) != 1 else ''}"]
+        kids = by_parent.get(o.id, [])
+        extra = []
+        if o.key_results or not kids:
+            extra.append(_plural(len(o.key_results), "key result"))
+        if kids:
+            extra.append(_plural(len(kids), "child objective"))
         if o.owner:
             extra.append(f"owner {_e(o.owner)}")
         body = (
@@ -1039,7 +1035,6 @@ def _html_tree(data: ReportData) -> str:
             + f'<div class="prog">{_bar(o.progress, o.status, f"Progress of {o.title}")}'
             f'<span class="muted">{" · ".join(extra)}</span></div></div>'
         )
-        kids = by_parent.get(o.id, [])
         if kids:
             body += "<ul>" + "".join(node(k) for k in kids) + "</ul>"
         return f"<li>{body}</li>"

@@ -56,7 +56,8 @@ def test_change_text_reads_like_the_contract() -> None:
     change = KeyResultChange("onboarding-revamp", 42.0, 47.0, "%", done_delta=3, added=1, left=1)
     assert change_text(change) == "42% -> 47% (+3 done, +1 added, 1 left)"
     assert change_text(KeyResultChange("x", None, 5.0, "done")) == "new -> 5 done"
-    assert change_text(KeyResultChange("x", 7.5, 7.5, "")) == "7.5 -> 7.5"
+    assert change_text(KeyResultChange("x", 16, 18, "done", done_delta=2)) == "16 -> 18 done (+2 done)"
+    assert change_text(KeyResultChange("x", 7.5, 7.5, "")) == "7.5 (no change)"
 
 
 def test_render_dispatches_and_rejects_unknown_formats() -> None:
