@@ -578,7 +578,10 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
 def _md(text: str) -> str:
     """Tracker text made inert in Markdown: one line, HTML entities, specials backslashed."""
     text = " ".join(str(text).split())
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    # "<" is what starts raw HTML; "&" only matters when it spells an entity. A lone ">" is inert
+    # mid-line (and no title ever starts a line here), so "37% -> 40%" stays readable in raw text.
+    text = re.sub(r"&(?=#?\w+;)", "&amp;", text).replace("<", "&lt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _md_code(text: str) -> str:
@@ -641,7 +644,7 @@ def render_markdown(data: ReportData) -> str:
                 notes.append(_md(change_text(detail.change)))
             rows.append(
                 [
-                    f"**{_md(kr.title)}**<br>{_md_code(kr.id)} · {_md(kr.metric)}",
+                    f"**{_md(kr.title)}**<br>{_md_code(kr.id)} · {_md_code(kr.metric)}",
                     f"`{progress_bar_text(kr.progress)}` {_pct(kr.progress)}",
                     _md(_value_text(kr)),
                     status,
