@@ -1,0 +1,84 @@
+"""Field mapping from Jira-shaped payloads (our own fixtures, modelled on real Cloud and DC answers)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.base import ConnectorContext
+from connectors.http import HttpPolicy
+from connectors.jira import JiraConnector, JiraMeta, JiraSource, parse_jira_time
+from syncer.model import ItemKind, State
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "jira"
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def connector(url: str) -> JiraConnector:
+    source = JiraSource(type="jira", url=url, auth={"pat": "p" * 12}, scope="project = X")
+    context = ConnectorContext(policy=HttpPolicy(), stop=threading.Event(), now=lambda: datetime.now(UTC))
+    return JiraConnector("jira", source, context)
+
+
+def test_cloud_team_managed_story_and_epic() -> None:
+    page = load("cloud_search_page.json")
+    meta = JiraMeta(cloud=True, points_fields=("customfield_10016", "customfield_10028"), epic_link_field=None)
+    jira = connector("https://acme.atlassian.net/")
+    story, epic = (jira.to_item(raw, meta) for raw in page["issues"])
+
+    assert story.id == "20417" and story.key == "APP-231"
+    assert story.url == "https://acme.atlassian.net/browse/APP-231"
+    assert story.kind is ItemKind.ISSUE and story.state is State.DONE and not story.excluded
+    assert story.points == 5.0  # team-managed "Story point estimate"
+    assert (story.parent_key, story.parent_id) == ("APP-200", "20400")
+    assert story.container == "APP" and story.labels == ("onboarding", "mobile")
+    # resolutiondate is null: the done date is the status-category change, in UTC
+    assert story.done_at == datetime(2026, 11, 2, 9, 15, 30, tzinfo=UTC)
+    assert story.updated_at == datetime(2026, 11, 2, 9, 15, 31, 120000, tzinfo=UTC)
+    assert story.created_at == datetime(2026, 10, 20, 7, 2, 34, 255000, tzinfo=UTC)
+    assert story.unknown_fields == ()
+
+    assert epic.kind is ItemKind.EPIC and epic.state is State.IN_PROGRESS and epic.done_at is None
+    assert epic.components == ("iOS",) and epic.fix_versions == ("2026.11",) and epic.points is None
+    assert epic.status_name == "In Progress" and epic.issue_type == "Epic"
+
+
+def test_data_center_epic_link_sub_task_and_wont_do() -> None:
+    page = load("dc_search_page.json")
+    fields = load("field_list_dc.json")
+    jira = connector("https://jira.acme.internal")
+    meta = JiraMeta(cloud=False, points_fields=jira._points_fields(fields), epic_link_field="customfield_10008")
+    assert meta.points_fields == ("customfield_10002",)
+    bug, sub = (jira.to_item(raw, meta) for raw in page["issues"])
+
+    assert bug.excluded and bug.resolution == "Won't Do" and bug.state is State.DONE
+    assert bug.done_at == datetime(2026, 11, 9, 21, 40, tzinfo=UTC)
+    assert (bug.parent_key, bug.parent_id) == ("PAY-12", None)  # company-managed Epic Link: a key
+    assert bug.points == 3.0 and bug.fix_versions == ("4.2",) and bug.components == ("Gateway",)
+
+    assert sub.kind is ItemKind.SUBTASK and sub.state is State.TODO
+    assert (sub.parent_key, sub.parent_id) == ("PAY-77", "48213")
+    assert sub.points is None and sub.unknown_fields == ("customfield_10002",)  # "a lot" is no number
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-02T10:15:30.000+0100", datetime(2026, 11, 2, 9, 15, 30, tzinfo=UTC)),
+        ("2026-11-02T10:15:30.123-0500", datetime(2026, 11, 2, 15, 15, 30, 123000, tzinfo=UTC)),
+        ("2026-11-02T10:15:30Z", datetime(2026, 11, 2, 10, 15, 30, tzinfo=UTC)),
+        ("2026-11-02T10:15:30", None),  # no zone: refuse rather than guess
+        ("", None),
+        (None, None),
+    ],
+)
+def test_jira_times_become_aware_utc(text: str | None, expected: datetime | None) -> None:
+    assert parse_jira_time(text) == expected
