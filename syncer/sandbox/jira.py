@@ -391,7 +391,7 @@ class JiraApp:
         self.counters: dict[str, int] = {}
         self.revoked: set[str] = set()
         self.deleted: set[int] = set()
-        self.shadows: dict[int, tuple[float, Issue | None]] = {}
+        self.shadows: dict[int, tuple[datetime, Issue | None]] = {}
         self.version = 0
         self._cache: dict[str, tuple[int, list[int]]] = {}
         self._next_id = 10001
@@ -679,7 +679,7 @@ class JiraApp:
 
     def _visible(self) -> Iterable[Issue]:
         """What search sees: live issues, or their earlier version while a change lags."""
-        moment = time.monotonic()
+        moment = self.clock()
         for issue in self.issues.values():
             shadow = self.shadows.get(issue.id)
             seen: Issue | None = issue
@@ -1238,7 +1238,7 @@ class JiraApp:
 
     def _search_visible(self, issue: Issue) -> bool:
         shadow = self.shadows.get(issue.id)
-        return shadow is None or time.monotonic() >= shadow[0] or shadow[1] is not None
+        return shadow is None or self.clock() >= shadow[0] or shadow[1] is not None
 
     def _issue(self, request: Request, ref: str, comment: bool, base: str, api: str) -> Reply:
         issue = self.find(ref)
@@ -1317,7 +1317,10 @@ class JiraApp:
         if issue is None:
             return
         if self.lag > 0 and issue.id not in self.shadows:
-            self.shadows[issue.id] = (time.monotonic() + self.lag, None if created else copy.deepcopy(issue))
+            self.shadows[issue.id] = (
+                self.clock() + timedelta(seconds=self.lag),
+                None if created else copy.deepcopy(issue),
+            )
         issue.updated = self.clock()
 
     def control(self, action: str, body: Any) -> Any:
@@ -1417,7 +1420,7 @@ class JiraApp:
         )
         self.version += 1
         if self.lag > 0:
-            self.shadows[issue.id] = (time.monotonic() + self.lag, None)
+            self.shadows[issue.id] = (self.clock() + timedelta(seconds=self.lag), None)
         return {"id": str(issue.id), "key": issue.key}
 
     # -- truth ------------------------------------------------------------------------------

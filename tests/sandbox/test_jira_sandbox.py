@@ -1,0 +1,256 @@
+"""The Jira connector against the sandbox Jira over real HTTP on 127.0.0.1 (Cloud and Data Center)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from connectors.base import ConnectorContext
+from connectors.http import HttpPolicy
+from connectors.jira import JiraConnector, JiraRule, JiraSource
+from syncer.errors import VisibilityLostError
+from syncer.model import Page, PlannedWrite, State, WorkItem
+from syncer.sandbox.jira import JiraApp, start_jira_sandbox
+from syncer.sandbox.server import SandboxServer
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+SCOPE = "project in (PLAT, MOB)"
+RULES = [
+    JiraRule(source="jira", epic="PLAT-1"),
+    JiraRule(source="jira", jql="labels = perf"),
+    JiraRule(source="jira", parent="PLAT-1"),
+]
+
+
+class Site:
+    """A started sandbox plus a way to build connectors that share one ``state`` dict."""
+
+    def __init__(self, flavour: str, **options: Any) -> None:
+        self.server, self.app = start_jira_sandbox(now=NOW, flavour=flavour, **options)
+        self.flavour = flavour
+        self.state: dict[str, Any] = {}
+
+    def connector(self, scope: str = SCOPE, **config: Any) -> JiraConnector:
+        auth = {"email": "demo@example.com", "token": "sandbox-token"} if self.flavour == "cloud" else {
+            "pat": "sandbox-pat"}
+        source = JiraSource(type="jira", url=self.server.url, auth=auth, scope=scope, **config)
+        context = ConnectorContext(policy=HttpPolicy(attempts=2, backoff_base=0.01), stop=threading.Event(),
+                                   now=lambda: datetime.now(UTC), sleep=lambda s: None, state=self.state)
+        return JiraConnector("jira", source, context)
+
+    def truth(self) -> dict[str, WorkItem]:
+        return {t.id: t for t in self.app.truth(base_url=self.server.url) if t.container in ("PLAT", "MOB")}
+
+
+@pytest.fixture(params=["cloud", "datacenter"])
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    made = Site(request.param)
+    try:
+        yield made
+    finally:
+        made.server.stop()
+
+
+@pytest.fixture
+def cloud() -> Iterator[Site]:
+    made = Site("cloud")
+    try:
+        yield made
+    finally:
+        made.server.stop()
+
+
+def run(connector: JiraConnector, cursor: Any = None, *, full: bool = False, census: bool = False,
+        rules: list[JiraRule] | None = None) -> list[Page]:
+    return list(connector.fetch(cursor, full=full, census=census, rules=RULES if rules is None else rules))
+
+
+def items(pages: list[Page]) -> dict[str, WorkItem]:
+    return {item.id: item for page in pages for item in page.items}
+
+
+def shape(item: WorkItem) -> tuple[Any, ...]:
+    return (item.key, item.kind, item.state, item.points, item.parent_key, item.excluded, item.labels,
+            item.done_at, item.updated_at, item.container)
+
+
+def test_full_fetch_equals_the_sandbox_truth(site: Site) -> None:
+    pages = run(site.connector(), full=True)
+    got = items(pages)
+    truth = site.truth()
+    assert {k: shape(v) for k, v in got.items()} == {k: shape(v) for k, v in truth.items()}
+    assert pages[-1].census == frozenset(truth)
+    assert pages[-1].cursor is not None and all(p.cursor is None for p in pages[:-1])
+    members = {k: v for p in pages for k, v in p.members.items()}
+    perf = {t.id for t in site.app.truth() if "perf" in t.labels}
+    assert members["jira:jql=labels = perf"] == perf and len(perf) == 15
+    below = members["jira:parent=PLAT-1"]
+    assert {truth[i].key for i in below} >= {"PLAT-3", "PLAT-12", "PLAT-13", "PLAT-14"} and len(below) == 12
+
+
+def test_demo_data_reads_as_specified(cloud: Site) -> None:
+    got = {i.key: i for i in items(run(cloud.connector(), full=True)).values()}
+    children = [i for i in got.values() if i.parent_key == "PLAT-1" and i.kind.value == "issue"]
+    assert len(children) == 10 and sum(i.excluded for i in children) == 1
+    wont = next(i for i in children if i.excluded)
+    assert wont.resolution == "Won't Do" and wont.state is State.DONE
+    assert len([i for i in got.values() if i.parent_key == "MOB-1"]) == 6
+    assert got["PLAT-40"].labels == ("perf",) and "MOB-7" not in got
+    assert got["PLAT-3"].points == 3.0 and got["MOB-2"].points == 5.0  # two story points fields
+    unaligned = [i for i in got.values() if i.parent_key is None and "perf" not in i.labels
+                 and i.kind.value == "issue"]
+    assert len(unaligned) == 8 and sum("chore" in i.labels for i in unaligned) == 2
+
+
+def test_mutations_come_back_incrementally_and_an_idle_pass_is_one_request(site: Site) -> None:
+    first = run(site.connector(), full=True)
+    cursor = first[-1].cursor
+    idle = site.connector()
+    site.server.clear_log()
+    pages = run(idle, cursor)
+    assert idle.requests == 1 and len(site.server.requests()) == 1
+    assert items(pages) == {} and pages[-1].cursor == cursor
+
+    site.app.control("update", {"key": "PLAT-7", "status": "Done"})
+    site.app.control("update", {"key": "MOB-4", "labels": ["perf"], "points": 13})
+    created = site.app.control("create", {"project": "MOB", "summary": "New", "epic": "MOB-1", "labels": ["perf"]})
+    changed = site.connector()
+    pages = run(changed, cursor)
+    got = items(pages)
+    assert {i.key for i in got.values()} == {"PLAT-7", "MOB-4", created["key"]}
+    assert got[created["id"]].parent_key == "MOB-1"
+    truth = site.truth()
+    assert all(shape(item) == shape(truth[item.id]) for item in got.values())
+    assert pages[-1].cursor is not None and pages[-1].cursor["updated_ms"] > cursor["updated_ms"]
+    final = pages[-1]
+    assert final.members_scope == frozenset(got)
+    assert final.members["jira:jql=labels = perf"] == {truth[i].id for i in got if "perf" in truth[i].labels}
+
+    again = site.connector()
+    assert items(run(again, pages[-1].cursor)) == {} and again.requests == 1
+
+
+def test_moved_issue_stays_one_id_with_its_new_key(cloud: Site) -> None:
+    first = run(cloud.connector(), full=True)
+    before = items(first)
+    moved = cloud.app.control("move", {"key": "MOB-2", "project": "PLAT"})
+    pages = run(cloud.connector(), first[-1].cursor)
+    got = items(pages)
+    assert list(got) == [moved["id"]] and got[moved["id"]].key == moved["key"] != "MOB-2"
+    assert before[moved["id"]].key == "MOB-2"
+    response = requests.get(f"{cloud.server.url}/rest/api/3/issue/MOB-7", auth=("demo@example.com", "sandbox-token"),
+                            timeout=5)
+    assert response.json()["key"] == "PLAT-40"
+
+
+def test_revoked_scope_project_is_visibility_lost_and_a_label_scope_shrinks_the_census(cloud: Site) -> None:
+    cursor = run(cloud.connector(), full=True)[-1].cursor
+    by_label = cloud.connector(scope="labels = perf")
+    whole = run(by_label, full=True, rules=[])[-1].census
+    cloud.app.control("revoke", {"project": "MOB"})
+    with pytest.raises(VisibilityLostError, match="MOB"):
+        run(cloud.connector(), cursor)
+    shrunk = run(cloud.connector(scope="labels = perf"), full=True, rules=[])[-1].census
+    assert whole is not None and shrunk is not None and shrunk < whole and len(whole) - len(shrunk) == 6  # MOB-9..MOB-14
+    cloud.app.control("restore", {})
+    assert len(items(run(cloud.connector(), full=True))) == 44
+
+
+def test_search_lag_is_caught_by_the_overlap_on_the_next_pass(cloud: Site) -> None:
+    cursor = run(cloud.connector(), full=True)[-1].cursor
+    cloud.app.control("lag", {"seconds": 30})
+    cloud.app.control("update", {"key": "PLAT-8", "status": "Done"})
+    first = run(cloud.connector(), cursor)
+    assert [i.key for i in items(first).values()] == []  # search has not seen it yet
+    cloud.app.control("clock", {"advance": 31})
+    second = run(cloud.connector(), first[-1].cursor)
+    assert [(i.key, i.state) for i in items(second).values()] == [("PLAT-8", State.DONE)]
+
+
+def test_data_center_keyset_slicing_under_a_small_window() -> None:
+    site = Site("datacenter", scenario="bench", size=600, search_window=1000)
+    try:
+        jira = site.connector()
+        got = items(run(jira, full=True, rules=[]))
+        assert set(got) == set(site.truth()) and len(got) == 600
+        assert not [r for r in site.server.requests() if r.status >= 400]
+    finally:
+        site.server.stop()
+
+
+def test_publish_writes_through_to_the_sandbox(site: Site) -> None:
+    jira = site.connector()
+    jira.publish(PlannedWrite(source="jira", target="OKR-12:customfield_10100", kind="field", value="47"))
+    jira.publish(PlannedWrite(source="jira", target="OKR-12:comment", kind="comment", value="Progress 47%"))
+    jira.publish(PlannedWrite(source="jira", target="PLAT-23", kind="add_label", value="okr-unaligned"))
+    okr = site.app.find("OKR-12")
+    assert okr is not None and okr.okr_progress == 47.0 and len(okr.comments) == 1
+    plat = site.app.find("PLAT-23")
+    assert plat is not None and "okr-unaligned" in plat.labels
+
+
+def test_bad_credentials_and_the_wrong_scheme_get_401(cloud: Site) -> None:
+    url = f"{cloud.server.url}/rest/api/3/myself"
+    assert requests.get(url, auth=("demo@example.com", "nope"), timeout=5).status_code == 401
+    bearer = requests.get(url, headers={"Authorization": "Bearer sandbox-pat"}, timeout=5)
+    assert bearer.status_code == 401 and bearer.json()["errorMessages"]
+    assert requests.get(url, auth=("demo@example.com", "sandbox-token"), timeout=5).json()["timeZone"] == (
+        "America/New_York")
+
+
+def test_jql_dates_without_a_zone_are_read_in_the_account_zone() -> None:
+    app = JiraApp(now=NOW)
+    target = app.find("PLAT-7")
+    assert target is not None
+    local = target.updated.astimezone(app_zone := __import__("zoneinfo").ZoneInfo("America/New_York"))
+    minute = local.strftime("%Y-%m-%d %H:%M")
+    epoch = int(target.updated.timestamp() * 1000)
+    assert target.id in app.search_ids(f"key = PLAT-7 AND updated >= '{minute}'")
+    assert target.id in app.search_ids(f"key = PLAT-7 AND updated >= {epoch}")
+    utc_minute = target.updated.strftime("%Y-%m-%d %H:%M")  # the naive UTC reading is 5 hours off
+    assert app_zone and target.id not in app.search_ids(f"key = PLAT-7 AND updated >= '{utc_minute}'")
+
+
+def test_unknown_jql_is_a_jira_shaped_400(cloud: Site) -> None:
+    response = requests.post(f"{cloud.server.url}/rest/api/3/search/jql", json={"jql": "sprint in openSprints()"},
+                             auth=("demo@example.com", "sandbox-token"), timeout=5)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["errors"] == {} and body["errorMessages"][0].startswith("Error in the JQL Query:")
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_request_counts_for_demo_and_a_5000_issue_bench(flavour: str, capsys: pytest.CaptureFixture[str]) -> None:
+    counts: dict[str, int] = {}
+    for scenario, size in (("demo", 0), ("bench", 5000)):
+        site = Site(flavour, scenario=scenario, size=size)
+        try:
+            rules = RULES if scenario == "demo" else []
+            full = site.connector()
+            cursor = run(full, full=True, rules=rules)[-1].cursor
+            idle = site.connector()
+            run(idle, cursor, rules=rules)
+            keys = [t.key for t in list(site.truth().values())[:30]]
+            for key in keys:
+                site.app.control("update", {"key": key, "summary": "touched"})
+            changed = site.connector()
+            got = items(run(changed, cursor, rules=rules))
+            assert len(got) == len(keys)
+            counts |= {f"{scenario} full": full.requests, f"{scenario} idle": idle.requests,
+                       f"{scenario} 30 changed": changed.requests}
+        finally:
+            site.server.stop()
+    with capsys.disabled():
+        print(f"\n{flavour} request counts: {counts}")
+    assert counts["demo idle"] == 1 and counts["bench idle"] == 1
+    if flavour == "cloud":
+        assert counts["bench full"] == 2 + 1 + 5  # metadata + ⌈5000/5000⌉ id page + ⌈5000/1000⌉ bulkfetch
+        assert counts["bench 30 changed"] == 1
+    else:
+        assert counts["bench full"] == 2 + 5  # metadata + ⌈5000/1000⌉ offset pages
+        assert counts["bench 30 changed"] == 1
