@@ -30,7 +30,9 @@ from sqlalchemy import (
     RowMapping,
     Table,
     and_,
+    bindparam,
     case,
+    cast,
     create_engine,
     delete,
     event,
@@ -41,6 +43,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -77,6 +80,8 @@ _CHUNK = 500
 """Ids per ``IN (...)`` list: far below SQLite's bound-variable limit."""
 _ROWS = 2000
 """Rows per executemany group."""
+_ANALYZE_MIN = 10_000
+"""Refresh statistics after this many written items, or after as many as the table held."""
 _RETIRE_MIN = 5
 """The visibility guard ignores disappearances of this many items or fewer."""
 
@@ -185,9 +190,7 @@ def _normalise_url(url: str) -> URL:
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         return parsed
-    raise StoreError(
-        f"unsupported store URL scheme {parsed.drivername!r}: use sqlite:///PATH or postgresql://..."
-    )
+    raise StoreError(f"unsupported store URL scheme {parsed.drivername!r}: use sqlite:///PATH or postgresql://...")
 
 
 def _describe(exc: BaseException) -> str:
@@ -211,6 +214,8 @@ class Store:
         self._serial: threading.RLock | None = None
         self._dry_conn: Connection | None = None
         self._closed = False
+        self._written = 0  # items written since the last ANALYZE
+        self._analyzed = 0  # items in the table at the last ANALYZE
 
     # -- opening and closing ----------------------------------------------------------------
 
@@ -377,6 +382,16 @@ class Store:
             self._replace_matches(conn, source, [item.id for item in items], matches)
             if cursor is not None:
                 self._set_cursor(conn, source, cursor, now)
+        self._written += len(items)
+        if self._written >= max(_ANALYZE_MIN, self._analyzed):
+            self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh planner statistics (bulk loads otherwise leave PostgreSQL planning for an empty table)."""
+        with self._write("analyze") as conn:
+            _analyze(conn)
+            self._analyzed = int(conn.scalar(select(func.count()).select_from(items_t)) or 0)
+        self._written = 0
 
     def get_cursor(self, source: str) -> dict[str, Any] | None:
         with self._read("read cursor") as conn:
@@ -413,22 +428,13 @@ class Store:
             for fp, new in members_.items():
                 old = set(
                     conn.scalars(
-                        select(members.c.item_id).where(
-                            members.c.source == source, members.c.fingerprint == fp
-                        )
+                        select(members.c.item_id).where(members.c.source == source, members.c.fingerprint == fp)
                     )
                 )
                 gone = sorted(old - new)
                 added = sorted(new - old)
                 changed.update(gone, added)
-                for part in _chunks(gone):
-                    conn.execute(
-                        delete(members).where(
-                            members.c.source == source,
-                            members.c.fingerprint == fp,
-                            members.c.item_id.in_(part),
-                        )
-                    )
+                _delete_keys(conn, members, [{"source": source, "fingerprint": fp, "item_id": i} for i in gone])
                 rows = [{"source": source, "fingerprint": fp, "item_id": i} for i in added]
                 for group in _chunks(rows, _ROWS):
                     conn.execute(members.insert(), list(group))
@@ -455,12 +461,7 @@ class Store:
             if not include_retired:
                 query = query.where(items_t.c.retired_at.is_(None))
             if after is not None:
-                query = query.where(
-                    or_(
-                        items_t.c.source > after[0],
-                        and_(items_t.c.source == after[0], items_t.c.id > after[1]),
-                    )
-                )
+                query = query.where(tuple_(items_t.c.source, items_t.c.id) > tuple_(*after))
             query = query.order_by(items_t.c.source, items_t.c.id).limit(batch)
             with self._read("read items") as conn:
                 page = [_row_item(r) for r in conn.execute(query)]
@@ -479,8 +480,7 @@ class Store:
         conn: Connection, source: str, ids: Sequence[str], wanted: Mapping[str, Mapping[str, int]]
     ) -> None:
         unique = sorted(set(ids))
-        for part in _chunks(unique):
-            conn.execute(delete(matches).where(matches.c.source == source, matches.c.item_id.in_(part)))
+        _delete_keys(conn, matches, [{"source": source, "item_id": i} for i in unique])
         rows = [
             {"source": source, "item_id": item_id, "kr_id": kr_id, "rule_index": rule}
             for item_id in unique
@@ -509,9 +509,7 @@ class Store:
     def live_ids(self, source: str) -> set[str]:
         with self._read("read item ids") as conn:
             return set(
-                conn.scalars(
-                    select(items_t.c.id).where(items_t.c.source == source, items_t.c.retired_at.is_(None))
-                )
+                conn.scalars(select(items_t.c.id).where(items_t.c.source == source, items_t.c.retired_at.is_(None)))
             )
 
     def count_items(self, source: str | None = None) -> int:
@@ -550,9 +548,7 @@ class Store:
                 )
             for part in _chunks(gone):
                 conn.execute(
-                    update(items_t)
-                    .where(items_t.c.source == source, items_t.c.id.in_(part))
-                    .values(retired_at=now)
+                    update(items_t).where(items_t.c.source == source, items_t.c.id.in_(part)).values(retired_at=now)
                 )
         return len(gone)
 
@@ -613,9 +609,7 @@ class Store:
         query = (
             select(*_ITEM_COLUMNS, matches.c.rule_index)
             .select_from(
-                matches.join(
-                    items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id)
-                )
+                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
             )
             .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
             .order_by(items_t.c.source, items_t.c.key, items_t.c.id)
@@ -628,9 +622,7 @@ class Store:
         query = (
             select(items_t.c.id, items_t.c.state)
             .select_from(
-                matches.join(
-                    items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id)
-                )
+                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
             )
             .where(
                 matches.c.kr_id == kr_id,
@@ -685,9 +677,7 @@ class Store:
         )
         parent = items_t.alias("parent")
         own = select(literal(1)).where(m_self.c.source == i.c.source, m_self.c.item_id == i.c.id)
-        via_parent = select(literal(1)).where(
-            m_parent.c.source == i.c.source, m_parent.c.item_id == i.c.parent_id
-        )
+        via_parent = select(literal(1)).where(m_parent.c.source == i.c.source, m_parent.c.item_id == i.c.parent_id)
         via_grand = (
             select(literal(1))
             .select_from(
@@ -742,9 +732,7 @@ class Store:
             result = conn.execute(runs.insert().values(**row).returning(runs.c.id))
             return int(result.scalar_one())
 
-    def finish_run(
-        self, run_id: int, now: datetime, outcome: str, requests: int, detail: Mapping[str, Any]
-    ) -> None:
+    def finish_run(self, run_id: int, now: datetime, outcome: str, requests: int, detail: Mapping[str, Any]) -> None:
         if outcome not in ("ok", "partial", "failed", "running"):
             raise StoreError(f"store: finish run: unknown outcome {outcome!r}")
         with self._write("finish run") as conn:
@@ -773,9 +761,7 @@ class Store:
     ) -> None:
         """Remember how a source fared (health endpoint, stale marks, resume after rate limits)."""
         with self._write(f"record attempt of {source}") as conn:
-            old = (
-                conn.execute(select(source_status).where(source_status.c.source == source)).mappings().first()
-            )
+            old = conn.execute(select(source_status).where(source_status.c.source == source)).mappings().first()
             row: dict[str, Any] = (
                 dict(old)
                 if old is not None
@@ -956,9 +942,7 @@ class Store:
             if on:
                 _upsert(conn, labelled, [{"source": source, "item_id": item_id}], ["source", "item_id"])
             else:
-                conn.execute(
-                    delete(labelled).where(labelled.c.source == source, labelled.c.item_id == item_id)
-                )
+                conn.execute(delete(labelled).where(labelled.c.source == source, labelled.c.item_id == item_id))
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -986,9 +970,7 @@ class Store:
         """Extend our lease; False if someone else holds it now (we lost it)."""
         with self._write(f"renew lease {name}") as conn:
             result = conn.execute(
-                update(leases)
-                .where(leases.c.name == name, leases.c.holder == holder)
-                .values(expires_at=now + ttl)
+                update(leases).where(leases.c.name == name, leases.c.holder == holder).values(expires_at=now + ttl)
             )
             return result.rowcount == 1
 
@@ -1101,7 +1083,11 @@ def _is_memory(url: URL) -> bool:
 def _make_engine(url: URL) -> Engine:
     """SQLite: WAL, NORMAL sync, busy timeout, foreign keys, explicit BEGIN [IMMEDIATE]."""
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # Send executemany INSERTs as multi-row VALUES pages (one round trip per 1000 rows)
+        # instead of one statement per row; SQLAlchemy does this on its own only with RETURNING.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
+        return engine
     if _is_memory(url):
         engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
     else:
@@ -1125,6 +1111,15 @@ def _make_engine(url: URL) -> Engine:
     return engine
 
 
+def _delete_keys(conn: Connection, table: Table, keys: Sequence[Mapping[str, Any]]) -> None:
+    """Delete rows by their full key, as one executemany (an index lookup per row)."""
+    if not keys:
+        return
+    stmt = delete(table).where(*(table.c[name] == bindparam(f"k_{name}") for name in keys[0]))
+    for group in _chunks(keys, _ROWS):
+        conn.execute(stmt, [{f"k_{k}": v for k, v in row.items()} for row in group])
+
+
 def _upsert(
     conn: Connection,
     table: Table,
@@ -1132,26 +1127,47 @@ def _upsert(
     keys: Sequence[str],
     update_cols: Sequence[str] | None = None,
 ) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE, as one executemany."""
+    """INSERT ... ON CONFLICT (keys) DO UPDATE for many rows; the last row of a repeated key wins."""
     if not rows:
         return
-    insert: Callable[[Table], Any] = (
-        pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
-    )
+    unique = list({tuple(r[k] for k in keys): dict(r) for r in rows}.values())
+    postgres = conn.dialect.name == "postgresql"
+    insert: Callable[[Table], Any] = pg_dialect.insert if postgres else sqlite_dialect.insert
     stmt = insert(table)
-    cols = update_cols if update_cols is not None else [c for c in rows[0] if c not in keys]
+    cols = update_cols if update_cols is not None else [c for c in unique[0] if c not in keys]
     if cols:
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-    conn.execute(stmt, [dict(r) for r in rows])
+    if postgres and len(unique) > 1:
+        # One statement per group over column arrays (``unnest``): psycopg otherwise sends an
+        # executemany upsert row by row, and multi-row VALUES text is slow to build at this size.
+        names = list(unique[0])
+        arrays = select(
+            *(
+                func.unnest(
+                    cast(
+                        bindparam(f"arr_{n}", type_=pg_dialect.ARRAY(table.c[n].type)),
+                        pg_dialect.ARRAY(table.c[n].type),
+                    )
+                ).label(n)
+                for n in names
+            )
+        )
+        bulk = pg_dialect.insert(table).from_select(names, arrays)
+        if cols:
+            bulk = bulk.on_conflict_do_update(index_elements=list(keys), set_={c: bulk.excluded[c] for c in cols})
+        else:
+            bulk = bulk.on_conflict_do_nothing(index_elements=list(keys))
+        for group in _chunks(unique, _ROWS):
+            conn.execute(bulk, {f"arr_{n}": [r[n] for r in group] for n in names})
+        return
+    conn.execute(stmt, unique)
 
 
 def _insert_ignore(conn: Connection, table: Table, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when the row went in."""
-    insert: Callable[[Table], Any] = (
-        pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
-    )
+    insert: Callable[[Table], Any] = pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
     stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
     return bool(conn.execute(stmt).rowcount == 1)
 
@@ -1173,6 +1189,13 @@ def _reset_sequence(conn: Connection, table: Table) -> None:
             f"COALESCE(MAX({col}), 1), MAX({col}) IS NOT NULL) FROM {table.name}"
         )
     )
+
+
+def _analyze(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE items, matches, members"))
+    else:
+        conn.exec_driver_sql("PRAGMA optimize")
 
 
 def _quick_check(conn: Connection) -> bool:
