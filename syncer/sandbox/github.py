@@ -470,9 +470,24 @@ class GitHubApp:
         self._touch(target, issue, stamp)
         return issue
 
+    _ACTIONS = frozenset(
+        {"reset", "quota", "secondary", "revoke", "restore", "rename_repo", "update", "create", "delete", "transfer"}
+    )
+
     def control(self, action: str, body: Any) -> Any:
-        """Mutate data or inject rate limits. Unknown action → ``KeyError`` (404 over HTTP)."""
-        args: dict[str, Any] = dict(body or {})
+        """Mutate data or inject rate limits (``POST /_sandbox/<action>`` over HTTP).
+
+        Unknown action → ``KeyError`` (404 over HTTP); a missing argument, unknown repository or
+        issue → ``ValueError`` (400).
+        """
+        if action not in self._ACTIONS:
+            raise KeyError(action)
+        try:
+            return self._control(action, dict(body or {}))
+        except KeyError as exc:
+            raise ValueError(f"{action}: missing argument or no such issue: {exc}") from None
+
+    def _control(self, action: str, args: dict[str, Any]) -> Any:
         with self._lock:
             if action == "reset":
                 self._load()
@@ -525,7 +540,7 @@ class GitHubApp:
                 source = self._repo(args["repo"])
                 issue = self._transfer(source, int(args["number"]), self._repo(args["to"]))
                 return self._summary(self._repo(args["to"]), issue)
-        raise KeyError(action)
+        raise AssertionError(f"unhandled sandbox action {action}")  # pragma: no cover
 
     def _repo(self, name: str) -> _Repo:
         key = str(name).lower()

@@ -1,0 +1,1 @@
+"""Sandbox trackers served over real HTTP on 127.0.0.1."""
