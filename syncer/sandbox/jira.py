@@ -1078,7 +1078,6 @@ class JiraApp:
             "versionNumbers": [1001, 0, 0] if self.cloud else [9, 12, 2],
         }
         if self.cloud:
-            info["defaultLocale"] = {"locale": "en_US"}
             info["serverTimeZone"] = "America/New_York"
         if self.deployment_type:
             info["deploymentType"] = "Cloud" if self.cloud else "Server"
@@ -1230,7 +1229,6 @@ class JiraApp:
         return Reply(
             200,
             {
-                "expand": "schema,names",
                 "issueErrors": [],
                 "issues": [self.render(found[i], fields, base, api) for i in sorted(found)],
             },

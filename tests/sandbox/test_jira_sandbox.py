@@ -16,7 +16,6 @@ from connectors.jira import JiraConnector, JiraRule, JiraSource
 from syncer.errors import VisibilityLostError
 from syncer.model import Page, PlannedWrite, State, WorkItem
 from syncer.sandbox.jira import JiraApp, start_jira_sandbox
-from syncer.sandbox.server import SandboxServer
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SCOPE = "project in (PLAT, MOB)"
@@ -156,7 +155,7 @@ def test_revoked_scope_project_is_visibility_lost_and_a_label_scope_shrinks_the_
     with pytest.raises(VisibilityLostError, match="MOB"):
         run(cloud.connector(), cursor)
     shrunk = run(cloud.connector(scope="labels = perf"), full=True, rules=[])[-1].census
-    assert whole is not None and shrunk is not None and shrunk < whole and len(whole) - len(shrunk) == 6  # MOB-9..MOB-14
+    assert whole is not None and shrunk is not None and shrunk < whole and len(whole) - len(shrunk) == 6
     cloud.app.control("restore", {})
     assert len(items(run(cloud.connector(), full=True))) == 44
 
