@@ -249,10 +249,9 @@ def _finish_source(
     """The last page: items, member sets, rematches, census retirement and cursor, atomically."""
     retired = 0
     with store.transaction():
-        merged = _merge_members(members, page.members, page.members_scope)
-        changed: set[str] = set()
-        if page.members:
-            changed = store.replace_members(name, merged)
+        updates = _member_updates(members, page.members, page.members_scope)
+        merged = {**members, **updates}
+        changed = store.replace_members(name, updates) if updates else set()
         matches = {item.id: match_item(item, index, merged) for item in page.items}
         store.write_page(name, page.items, matches, None, at)
         page_ids = {item.id for item in page.items}
@@ -267,18 +266,16 @@ def _finish_source(
     return retired
 
 
-def _merge_members(
+def _member_updates(
     stored: Mapping[str, frozenset[str]],
     fresh: Mapping[str, frozenset[str]],
     scope: frozenset[str] | None,
 ) -> dict[str, frozenset[str]]:
-    """New member sets: a full replace, or (stored − re-evaluated ids) ∪ fresh matches."""
+    """The new sets of the rules this page speaks for: a full replace of each fingerprint it
+    names, or, when only ``scope`` was re-evaluated, (stored − scope) ∪ fresh matches."""
     if scope is None:
-        return dict(fresh) if fresh else dict(stored)
-    merged = dict(stored)
-    for fingerprint, ids in fresh.items():
-        merged[fingerprint] = (stored.get(fingerprint, frozenset()) - scope) | ids
-    return merged
+        return dict(fresh)
+    return {fp: (stored.get(fp, frozenset()) - scope) | ids for fp, ids in fresh.items()}
 
 
 # -- write-back -----------------------------------------------------------------------------
