@@ -1,0 +1,165 @@
+"""okrsync sync end to end over HTTP against both sandbox trackers (the demo organisation).
+
+Every assertion compares the store with the sandbox's own truth, not with okrsync's earlier
+output: full sync, a week of changes, an incremental sync equal to a fresh full recomputation,
+idle passes at the request floor, one source failing while the other syncs, dry-run, and
+idempotent write-back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from syncer.config import Config, load
+from syncer.demo import DEMO_ENV, GITHUB_TOKEN, JIRA_EMAIL, JIRA_TOKEN, demo_config_text, mutate_week
+from syncer.model import WorkItem
+from syncer.sandbox.github import GitHubApp, start_github_sandbox
+from syncer.sandbox.jira import JiraApp, start_jira_sandbox
+from syncer.sandbox.server import SandboxServer
+from syncer.store import Store
+from syncer.sync import SyncOptions, run_once
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class Org:
+    jira_server: SandboxServer
+    jira: JiraApp
+    github_server: SandboxServer
+    github: GitHubApp
+    folder: Path
+
+    def config(self, name: str = "okrs.yaml", store: str = "okrsync.db") -> Config:
+        path = self.folder / name
+        path.write_text(demo_config_text(self.jira_server.url, self.github_server.url, NOW,
+                                         store=f"sqlite:///{store}"), encoding="utf-8")
+        return load(path, env=DEMO_ENV)
+
+
+@pytest.fixture
+def org(tmp_path: Path) -> Iterator[Org]:
+    jira_server, jira = start_jira_sandbox("demo", now=NOW, users={JIRA_EMAIL: JIRA_TOKEN})
+    github_server, github = start_github_sandbox("demo", now=NOW, tokens=(GITHUB_TOKEN,))
+    try:
+        yield Org(jira_server, jira, github_server, github, tmp_path)
+    finally:
+        jira_server.stop()
+        github_server.stop()
+
+
+def truth(org: Org) -> dict[tuple[str, str], WorkItem]:
+    jira = [i for i in org.jira.truth("jira", org.jira_server.url) if i.container in ("PLAT", "MOB")]
+    github = org.github.truth("github", repos=["acme/web", "acme/api"])
+    return {(i.source, i.id): i for i in [*jira, *github]}
+
+
+def stored(store: Store) -> dict[tuple[str, str], WorkItem]:
+    return {(i.source, i.id): i for i in store.iter_items()}
+
+
+def assert_store_equals_truth(store: Store, org: Org) -> None:
+    expected, actual = truth(org), stored(store)
+    assert set(actual) == set(expected), (
+        f"missing {sorted(set(expected) - set(actual))[:5]}, extra {sorted(set(actual) - set(expected))[:5]}"
+    )
+    for ref, want in expected.items():
+        got = actual[ref]
+        assert (got.key, got.state, got.excluded, got.kind, got.parent_key, got.points, tuple(sorted(got.labels))) == (
+            want.key, want.state, want.excluded, want.kind, want.parent_key, want.points,
+            tuple(sorted(want.labels)),
+        ), ref
+
+
+def test_full_then_incremental_equals_the_truth_and_a_fresh_full_sync(org: Org) -> None:
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        first = run_once(config, store, SyncOptions(full=True))
+        assert first.exit_code == 0, [o.error for o in first.outcomes]
+        assert_store_equals_truth(store, org)
+        mutate_week(org.jira, org.github)
+        second = run_once(config, store, SyncOptions())
+        assert second.exit_code == 0
+        assert_store_equals_truth(store, org)
+        incremental = {kr: (s["current"], s["total"], s["done"]) for kr, s in store.latest_snapshots().items()}
+        changes = second.changes
+        assert changes["checkout-speed"].done_delta == 1 and changes["customer-bugs"].done_delta == 1
+    fresh = org.config("fresh.yaml", "fresh.db")
+    with Store.open(fresh.store_url()) as store:
+        assert run_once(fresh, store, SyncOptions(full=True)).exit_code == 0
+        recomputed = {kr: (s["current"], s["total"], s["done"]) for kr, s in store.latest_snapshots().items()}
+    assert incremental == recomputed
+
+
+def test_idle_passes_cost_one_jira_request_and_no_github_quota(org: Org) -> None:
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        run_once(config, store, SyncOptions(full=True))
+        run_once(config, store, SyncOptions(census=False))  # warm the ETags after the full pass
+        org.jira_server.clear_log()
+        org.github_server.clear_log()
+        idle = run_once(config, store, SyncOptions(census=False))
+    assert idle.exit_code == 0
+    assert len(org.jira_server.requests()) == 1
+    github = org.github_server.requests()
+    assert github and all(r.status == 304 for r in github), [(r.path, r.status) for r in github]
+    assert idle.writes == []
+
+
+def test_one_source_failing_leaves_its_numbers_stale_while_the_other_syncs(org: Org) -> None:
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        run_once(config, store, SyncOptions(full=True))
+        before = store.latest_snapshots()
+        mutate_week(org.jira, org.github)
+        org.jira.users.clear()  # every Jira request now answers 401
+        result = run_once(config, store, SyncOptions())
+        after = store.latest_snapshots()
+    assert result.exit_code == 1
+    jira, github = result.outcomes
+    assert not jira.ok and "401" in (jira.error or "") and github.ok
+    assert after["checkout-speed"]["current"] == before["checkout-speed"]["current"]
+    assert after["checkout-speed"]["stale"] and after["onboarding-revamp"]["stale"]
+    assert after["customer-bugs"]["current"] == before["customer-bugs"]["current"] + 1
+    assert not after["customer-bugs"]["stale"]
+    assert JIRA_TOKEN not in (jira.error or "")
+
+
+def test_dry_run_changes_no_byte_of_the_store_and_prints_the_plan(org: Org) -> None:
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        run_once(config, store, SyncOptions(full=True))
+        store.checkpoint()
+    db = Path(config.store_url().removeprefix("sqlite:///"))
+    before = db.read_bytes()
+    mutate_week(org.jira, org.github)
+    org.jira_server.clear_log()
+    with Store.open(config.store_url(), dry_run=True) as store:
+        plan = run_once(config, store, SyncOptions(dry_run=True))
+    assert db.read_bytes() == before
+    assert plan.changes["checkout-speed"].after > plan.changes["checkout-speed"].before  # type: ignore[operator]
+    assert any(w.target == "OKR-12:customfield_10100" for w in plan.writes)
+    assert not [r for r in org.jira_server.requests() if r.method != "GET" and "search" not in r.path]
+
+
+def test_write_back_happens_once_and_a_rerun_writes_nothing(org: Org) -> None:
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        run_once(config, store, SyncOptions(full=True))
+        writes = [r for r in org.jira_server.requests() + org.github_server.requests() if r.method in ("PUT", "PATCH")]
+        assert len(writes) == 2, [(r.method, r.path) for r in writes]
+        okr = org.jira.find("OKR-12")
+        assert okr is not None and okr.okr_progress == float(store.last_written("jira", "OKR-12:customfield_10100"))
+        org.jira_server.clear_log()
+        org.github_server.clear_log()
+        again = run_once(config, store, SyncOptions())
+    assert again.writes == []
+    assert not [r for r in org.jira_server.requests() + org.github_server.requests()
+                if r.method in ("PUT", "PATCH", "POST") and "search" not in r.path and "bulkfetch" not in r.path]
+    body = org.github.repos["acme/okrs"].issues[4].body
+    assert body.count("<!-- okrsync:start -->") == 1 and "Ship the onboarding revamp" in body
