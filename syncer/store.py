@@ -559,7 +559,9 @@ class Store:
         i = items_t
         is_done = i.c.state == State.DONE.value
         points = func.coalesce(i.c.points, 0.0)
-        in_cycle = and_(is_done, i.c.done_at >= cycle_start, i.c.done_at < cycle_end)
+        # A done item without done_at counts by its last update, as ``progress.tally`` does.
+        done_at = func.coalesce(i.c.done_at, i.c.updated_at)
+        in_cycle = and_(is_done, done_at >= cycle_start, done_at < cycle_end)
 
         def count_if(cond: ColumnElement[bool]) -> ColumnElement[Any]:
             return func.sum(case((cond, 1), else_=0))

@@ -1,0 +1,557 @@
+"""The store against SQLite and PostgreSQL: every test here runs once per dialect (``store``)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from syncer import store_schema
+from syncer.config import Cycle
+from syncer.errors import StoreError, VisibilityLostError
+from syncer.model import ItemKind, KeyResultProgress, State, Status, Tally, WorkItem
+from syncer.progress import tally
+from syncer.store import Store, copy_store
+
+NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+CYCLE = Cycle(name="2026-Q4", start=date(2026, 10, 1), end=date(2026, 12, 31))
+START, END = CYCLE.starts_at, CYCLE.ends_at
+
+
+def item(i: str | int, source: str = "jira", **kw: Any) -> WorkItem:
+    fields: dict[str, Any] = {
+        "source": source,
+        "id": str(i),
+        "key": f"P-{i}",
+        "title": f"item {i}",
+        "url": f"https://example.test/P-{i}",
+        "kind": ItemKind.ISSUE,
+        "state": State.TODO,
+        "updated_at": NOW,
+        "container": "P",
+    }
+    fields.update(kw)
+    return WorkItem(**fields)
+
+
+def rows(store: Store, table: str) -> int:
+    with store._read("count") as conn:
+        return int(conn.scalar(select(func.count()).select_from(store_schema.metadata.tables[table])) or 0)
+
+
+# -- items ---------------------------------------------------------------------------------------
+
+
+def test_upsert_by_stable_id_keeps_one_row(store: Store) -> None:
+    store.write_page("jira", [item(1, key="PLAT-1")], {}, None, NOW)
+    store.write_page("jira", [item(1, key="MOB-7", container="MOB")], {}, None, NOW + timedelta(hours=1))
+    assert store.count_items() == 1
+    [moved] = store.items_by_ids("jira", ["1"])
+    assert (moved.key, moved.container) == ("MOB-7", "MOB")
+
+
+def test_item_round_trips_every_field(store: Store) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    full = item(
+        "10001",
+        key="PLAT-5",
+        kind=ItemKind.PULL_REQUEST,
+        state=State.DONE,
+        updated_at=datetime(2026, 11, 2, 10, 30, 15, 123456, tzinfo=plus2),
+        issue_type="Story",
+        created_at=datetime(2026, 10, 2, tzinfo=UTC),
+        done_at=datetime(2026, 11, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        excluded=True,
+        resolution="Won't Do",
+        points=2.5,
+        labels=("Bug", "100%_sure"),
+        components=("api",),
+        milestone="2026-Q4",
+        fix_versions=("1.2", "1.3"),
+        parent_key="PLAT-1",
+        parent_id="10000",
+        status_name="Closed",
+        in_scope=False,
+        unknown_fields=("status:Weird",),
+    )
+    store.write_page("jira", [full], {}, None, NOW)
+    [back] = store.items_by_ids("jira", ["10001"])
+    assert back == full
+    assert back.updated_at.tzinfo == UTC and back.updated_at == full.updated_at
+    assert isinstance(back.state, State) and isinstance(back.kind, ItemKind)
+
+
+def test_write_page_replaces_matches_of_exactly_these_items(store: Store) -> None:
+    store.write_page("jira", [item(1), item(2)], {"1": {"a": 0, "b": 1}, "2": {"a": 0}}, None, NOW)
+    store.write_page("jira", [item(1)], {"1": {"b": 2}}, None, NOW)
+    assert store.item_matches("jira", ["1", "2"]) == {"1": {"b": 2}, "2": {"a": 0}}
+    store.replace_matches("jira", {"2": {}})
+    assert store.item_matches("jira", ["1", "2"]) == {"1": {"b": 2}}
+    store.clear_matches()
+    assert store.item_matches("jira", ["1", "2"]) == {}
+
+
+def test_cursor_moves_only_with_its_items(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.write_page("jira", [item(1)], {}, {"hw": 1}, NOW)
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("crash between the items and the cursor")
+
+    monkeypatch.setattr(Store, "_set_cursor", staticmethod(boom))
+    with pytest.raises(RuntimeError):
+        store.write_page("jira", [item(2), item(3)], {"2": {"a": 0}}, {"hw": 2}, NOW)
+    monkeypatch.undo()
+    assert store.live_ids("jira") == {"1"}
+    assert store.get_cursor("jira") == {"hw": 1}
+    assert store.item_matches("jira", ["2"]) == {}
+
+    with pytest.raises(RuntimeError), store.transaction():
+        store.write_page("jira", [item(4)], {}, None, NOW)
+        store.set_cursor("jira", {"hw": 4})
+        raise RuntimeError("crash before commit")
+    assert store.live_ids("jira") == {"1"}
+    assert store.get_cursor("jira") == {"hw": 1}
+    store.set_cursor("jira", None)
+    assert store.get_cursor("jira") is None
+
+
+def test_nested_transaction_is_a_savepoint(store: Store) -> None:
+    with store.transaction():
+        store.write_page("jira", [item(1)], {}, None, NOW)
+        with pytest.raises(RuntimeError), store.transaction():
+            store.write_page("jira", [item(2)], {}, None, NOW)
+            raise RuntimeError("inner fails")
+        store.write_page("jira", [item(3)], {}, None, NOW)
+    assert store.live_ids("jira") == {"1", "3"}
+
+
+def test_iter_items_streams_in_batches(store: Store) -> None:
+    store.write_page("jira", [item(i) for i in range(7)], {}, None, NOW)
+    store.write_page("gh", [item(i, source="gh") for i in range(3)], {}, None, NOW)
+    store.retire_missing("gh", ["0", "1"], NOW, guard=1.0)
+    assert [(i.source, i.id) for i in store.iter_items(batch=2)] == [
+        ("gh", "0"), ("gh", "1"), *[("jira", str(i)) for i in range(7)]
+    ]  # fmt: skip
+    assert len(list(store.iter_items("gh", include_retired=True, batch=1))) == 3
+    assert store.count_items() == 9 and store.count_items("gh") == 2
+
+
+# -- retirement ------------------------------------------------------------------------------------
+
+
+def test_retire_missing_and_revive(store: Store) -> None:
+    items = [item(i) for i in range(10)] + [item("x", in_scope=False)]
+    store.write_page("jira", items, {}, None, NOW)
+    assert store.retire_missing("jira", [str(i) for i in range(9)], NOW, guard=0.2) == 1
+    assert store.live_ids("jira") == {*(str(i) for i in range(9)), "x"}  # out of scope stays
+    assert store.retire_missing("jira", [str(i) for i in range(9)], NOW, guard=0.2) == 0
+    store.write_page("jira", [item(9)], {}, None, NOW)
+    assert "9" in store.live_ids("jira")
+    assert store.retire_missing("jira", [str(i) for i in range(10)], NOW, guard=0.2, in_scope_only=False) == 1
+
+
+def test_retire_guard_retires_nothing_when_too_much_vanishes(store: Store) -> None:
+    store.write_page("jira", [item(i) for i in range(20)], {}, None, NOW)
+    with pytest.raises(VisibilityLostError) as caught:
+        store.retire_missing("jira", ["0", "1", "2", "3", "4"], NOW, guard=0.2)
+    assert "15 of 20 items (75%)" in str(caught.value) and "nothing retired" in str(caught.value)
+    assert caught.value.source == "jira"
+    assert store.count_items("jira") == 20
+    # a handful vanishing is below the guard's floor
+    store.write_page("gh", [item(i, source="gh") for i in range(4)], {}, None, NOW)
+    assert store.retire_missing("gh", [], NOW, guard=0.2) == 4
+
+
+# -- progress --------------------------------------------------------------------------------------
+
+
+def _tally_fixture(store: Store) -> dict[str, list[WorkItem]]:
+    before = START - timedelta(days=3)
+    a = [
+        item(1, state=State.DONE, points=3.0, done_at=START + timedelta(days=1)),
+        item(2, state=State.DONE, points=2.0, done_at=before),  # done before the cycle
+        item(3, state=State.IN_PROGRESS, points=5.0),
+        item(4, state=State.TODO),  # unestimated
+        item(5, state=State.UNKNOWN, points=1.0),
+        item(6, state=State.DONE, excluded=True, points=8.0, done_at=NOW),  # won't do
+        item(7, state=State.DONE, kind=ItemKind.SUBTASK, points=1.0, done_at=NOW),  # sub-task
+        item(8, state=State.DONE, points=1.5, updated_at=START + timedelta(days=2)),  # no done_at
+        item(9, state=State.DONE, points=4.0, done_at=END),  # end is exclusive
+        item(10, state=State.TODO, points=2.0),  # retired below
+    ]
+    b = [item(20, source="gh", state=State.DONE, done_at=NOW), item(21, source="gh")]
+    store.write_page("jira", a, {i.id: {"a": 0} for i in a}, None, NOW)
+    store.write_page("gh", b, {"20": {"a": 1, "b": 0}, "21": {"b": 0}}, None, NOW)
+    store.retire_missing("jira", [i.id for i in a if i.id != "10"], NOW, guard=1.0)
+    return {"a": [i for i in a if i.id != "10"] + b[:1], "b": b}
+
+
+def test_tallies_match_hand_count_and_pure_tally(store: Store) -> None:
+    live = _tally_fixture(store)
+    got = store.tallies(START, END)
+    assert got["a"] == Tally(
+        total=8,  # 1,2,3,4,5,8,9,20
+        done=5,  # 1,2,8,9,20
+        in_progress=1,
+        todo=1,
+        unknown=1,
+        points_total=16.5,  # 3+2+5+1+1.5+4
+        points_done=10.5,  # 3+2+1.5+4
+        done_in_cycle=3,  # 1, 8 (by updated_at), 20
+        points_done_in_cycle=4.5,
+        unestimated=2,  # 4, 20
+    )
+    assert got["b"] == Tally(total=2, done=1, todo=1, done_in_cycle=1, unestimated=2)
+    for kr_id, members_ in live.items():
+        assert got[kr_id] == tally(members_, CYCLE)
+
+
+def test_kr_items_and_states(store: Store) -> None:
+    _tally_fixture(store)
+    behind = store.kr_items("b")
+    assert [(i.key, rule) for i, rule in behind] == [("P-20", 0), ("P-21", 0)]
+    states = store.kr_item_states("a")
+    assert states["1"] == "done" and states["3"] == "in_progress" and states["5"] == "unknown"
+    assert not {"6", "7", "10"} & set(states)  # excluded, sub-task, retired
+    assert {i.id for i, _ in store.kr_items("a")} >= {"6"}  # explain still shows excluded items
+
+
+def test_unaligned_rules(store: Store) -> None:
+    old = START - timedelta(days=30)
+    jira = [
+        item("open"),
+        item("in-cycle-done", state=State.DONE, updated_at=START + timedelta(days=3)),
+        item("old-done", state=State.DONE, updated_at=old),
+        item("old-wontdo", state=State.TODO, excluded=True, updated_at=old),
+        item("epic", kind=ItemKind.EPIC),
+        item("sub", kind=ItemKind.SUBTASK),
+        item("pr", kind=ItemKind.PULL_REQUEST),
+        item("out", in_scope=False),
+        item("chore", labels=("CHORE",)),
+        item("pct", labels=("100%",)),  # LIKE wildcards in labels are literal
+        item("matched"),
+        item("child", parent_id="matched"),
+        item("grandchild", parent_id="child"),
+        item("orphan", parent_id="nowhere"),
+        item("gone"),
+    ]
+    store.write_page("jira", jira, {"matched": {"kr": 0}}, None, NOW)
+    store.write_page("gh", [item("gh-open", source="gh")], {}, None, NOW)
+    store.retire_missing("jira", [i.id for i in jira if i.id != "gone"], NOW, guard=1.0)
+
+    found = store.unaligned(START, END, ["chore", "1%"])
+    assert {i.id for i in found} == {"open", "in-cycle-done", "pct", "orphan", "gh-open"}
+    assert {i.id for i in store.unaligned(START, END, ["Chore", "100%"])} == {
+        "open", "in-cycle-done", "orphan", "gh-open"
+    }  # fmt: skip
+    only_jira = store.unaligned(START, END, ["chore"], exclude_sources=["gh"])
+    assert "gh-open" not in {i.id for i in only_jira}
+    assert len(store.unaligned(START, END, [], limit=2)) == 2
+    # denominator: the same candidates, matched or not (matched, child, grandchild count too)
+    assert store.count_unaligned_candidates(START, END, ["chore"]) == 8
+    assert store.count_unaligned_candidates(START, END, ["chore"], exclude_sources=["gh"]) == 7
+
+
+# -- members ---------------------------------------------------------------------------------------
+
+
+def test_replace_members_returns_changed_ids(store: Store) -> None:
+    assert store.replace_members("jira", {"jql:a": frozenset({"1", "2"}), "parent:X": frozenset({"3"})}) == {
+        "1", "2", "3"
+    }  # fmt: skip
+    changed = store.replace_members("jira", {"jql:a": frozenset({"2", "4"})})
+    assert changed == {"1", "4"}
+    assert store.get_members("jira") == {"jql:a": frozenset({"2", "4"}), "parent:X": frozenset({"3"})}
+    assert store.replace_members("jira", {"parent:X": frozenset()}) == {"3"}
+    assert store.get_members("jira") == {"jql:a": frozenset({"2", "4"})}
+    assert store.get_members("gh") == {}
+
+
+# -- runs, status, snapshots -------------------------------------------------------------------------
+
+
+def kr(kr_id: str, current: float, done: int, total: int, *, stale: bool = False) -> KeyResultProgress:
+    return KeyResultProgress(
+        id=kr_id,
+        objective_id="o",
+        title=kr_id,
+        metric="percent_done",
+        start=0,
+        target=100,
+        current=current,
+        progress=current / 100,
+        status=Status.ON_TRACK,
+        tally=Tally(total=total, done=done, todo=total - done, points_total=1.5),
+        stale=stale,
+        last_synced=NOW,
+    )
+
+
+def test_runs_and_source_status(store: Store) -> None:
+    first = store.begin_run(NOW, full=True, dry_run=False, worker="w1")
+    second = store.begin_run(NOW + timedelta(minutes=1), full=False, dry_run=True, worker="w2")
+    assert second > first
+    store.finish_run(first, NOW + timedelta(seconds=5), "partial", 12, {"jira": {"ok": False}})
+    runs = store.last_runs()
+    assert [r["id"] for r in runs] == [second, first]
+    assert runs[1]["outcome"] == "partial" and runs[1]["requests"] == 12 and runs[1]["full"] is True
+    assert runs[1]["detail"] == {"jira": {"ok": False}} and runs[0]["outcome"] == "running"
+    with pytest.raises(StoreError):
+        store.finish_run(first, NOW, "weird", 0, {})
+
+    later = NOW + timedelta(hours=1)
+    store.record_source_attempt("jira", NOW, ok=True, error=None, full=True, census=True)
+    store.record_source_attempt("jira", later, ok=False, error="boom", full=False, census=False, resume_at=later)
+    store.record_source_attempt("jira", later, ok=False, error="boom again", full=False, census=False)
+    status = store.source_status()["jira"]
+    assert status["last_success_at"] == NOW and status["last_full_at"] == NOW
+    assert status["last_census_at"] == NOW and status["last_attempt_at"] == later
+    assert status["consecutive_failures"] == 2 and status["last_error"] == "boom again"
+    store.record_source_attempt("jira", later, ok=True, error=None, full=False, census=False)
+    status = store.source_status()["jira"]
+    assert status["consecutive_failures"] == 0 and status["last_error"] is None
+    assert status["last_full_at"] == NOW
+
+
+def test_snapshots_and_history(store: Store) -> None:
+    ids = []
+    for day in range(3):
+        at = NOW + timedelta(days=day)
+        run = store.begin_run(at, full=False, dry_run=False, worker="w")
+        ids.append(run)
+        krs = [kr("a", 10.0 * (day + 1), day + 1, 10), kr("b", 50.0, 1, 2, stale=day == 2)]
+        store.write_snapshots(run, at, krs, {"a": {"1": "done", "2": State.TODO}, "b": {}})
+    latest = store.latest_snapshots()
+    assert latest["a"]["current"] == 30.0 and latest["a"]["run_id"] == ids[2]
+    assert latest["a"]["items"] == {"1": "done", "2": "todo"}
+    assert latest["b"]["stale"] is True and latest["b"]["points_total"] == 1.5
+    prev = store.previous_snapshot("a", before_run=ids[2])
+    assert prev is not None and prev["current"] == 20.0
+    newest = store.previous_snapshot("a")
+    assert newest is not None and newest["run_id"] == ids[2]
+    assert store.previous_snapshot("a", before_run=ids[0]) is None
+    first = store.first_snapshot_in("a", NOW + timedelta(hours=1))
+    assert first is not None and first["current"] == 20.0
+
+    history = store.history("a")
+    assert [(p.current, p.done, p.total) for p in history] == [(10.0, 1, 10), (20.0, 2, 10), (30.0, 3, 10)]
+    assert [p.at for p in history] == sorted(p.at for p in history)
+    assert [p.current for p in store.history("a", since=NOW + timedelta(days=1))] == [20.0, 30.0]
+    all_histories = store.histories(since=NOW + timedelta(days=2))
+    assert {k: [p.current for p in v] for k, v in all_histories.items()} == {"a": [30.0], "b": [50.0]}
+    # writing the same run again replaces its row
+    store.write_snapshots(ids[2], NOW + timedelta(days=2), [kr("a", 35.0, 3, 10)], {})
+    assert [p.current for p in store.history("a")][-1] == 35.0
+
+
+# -- check-ins, write-back, labels, meta -------------------------------------------------------------
+
+
+def test_checkins(store: Store) -> None:
+    store.add_checkin("nps", 31.0, "first", NOW)
+    store.add_checkin("nps", 35.5, None, NOW + timedelta(days=7))
+    store.add_checkin("csat", 4.0, None, NOW)
+    store.add_checkin("nps", 33.0, "late entry for an earlier date", NOW + timedelta(days=1))
+    assert store.latest_checkins() == {"nps": 35.5, "csat": 4.0}
+    assert store.checkins("nps") == [
+        (NOW, 31.0, "first"),
+        (NOW + timedelta(days=1), 33.0, "late entry for an earlier date"),
+        (NOW + timedelta(days=7), 35.5, None),
+    ]
+
+
+def test_writes_labels_and_meta(store: Store) -> None:
+    assert store.last_written("jira", "OKR-12:customfield_1") is None
+    store.record_written("jira", "OKR-12:customfield_1", "42", NOW)
+    store.record_written("jira", "OKR-12:customfield_1", "47", NOW)
+    assert store.last_written("jira", "OKR-12:customfield_1") == "47"
+    store.set_labelled("gh", "n1", True)
+    store.set_labelled("gh", "n1", True)
+    store.set_labelled("gh", "n2", True)
+    store.set_labelled("gh", "n1", False)
+    assert store.labelled("gh") == {"n2"} and store.labelled("jira") == set()
+    assert store.get_meta("config_hash") is None
+    store.set_meta("config_hash", "abc")
+    store.set_meta("config_hash", "def")
+    assert store.get_meta("config_hash") == "def"
+    assert store.quick_check() is True
+
+
+# -- leases ----------------------------------------------------------------------------------------
+
+
+def test_leases(store: Store) -> None:
+    ttl = timedelta(minutes=5)
+    assert store.acquire_lease("sync", "a", ttl, NOW)
+    assert not store.acquire_lease("sync", "b", ttl, NOW + timedelta(minutes=1))  # contention
+    assert store.acquire_lease("sync", "a", ttl, NOW + timedelta(minutes=1))  # already ours
+    assert store.renew_lease("sync", "a", ttl, NOW + timedelta(minutes=4))
+    assert not store.acquire_lease("sync", "b", ttl, NOW + timedelta(minutes=8))  # renewed
+    assert store.acquire_lease("sync", "b", ttl, NOW + timedelta(minutes=9, seconds=1))  # expired
+    assert not store.renew_lease("sync", "a", ttl, NOW + timedelta(minutes=10))  # lost it
+    [lease] = store.leases()
+    assert lease["holder"] == "b" and lease["expires_at"] == NOW + timedelta(minutes=14, seconds=1)
+    store.release_lease("sync", "a")  # not ours: no effect
+    assert len(store.leases()) == 1
+    store.release_lease("sync", "b")
+    assert store.leases() == []
+
+
+def test_lease_contention_across_threads(store_url: str) -> None:
+    stores = [Store.open(store_url) for _ in range(4)]
+    won: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def grab(n: int) -> None:
+        barrier.wait()
+        if stores[n].acquire_lease("sync", f"w{n}", timedelta(minutes=5), NOW):
+            won.append(n)
+
+    threads = [threading.Thread(target=grab, args=(n,)) for n in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in stores:
+        s.close()
+    assert len(won) == 1
+
+
+# -- migrations, dry run, copy, errors ---------------------------------------------------------------
+
+
+def test_schema_version_recorded_and_newer_refused(store_url: str) -> None:
+    with Store.open(store_url) as s:
+        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "1"
+        s.set_meta("schema_version", "99")
+    with pytest.raises(StoreError, match="schema version 99 is newer than this okrsync knows"):
+        Store.open(store_url)
+
+
+def test_migrations_apply_in_order_once(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    Store.open(store_url).close()
+    applied: list[int] = []
+
+    def v2(conn: Any) -> None:
+        applied.append(2)
+
+    monkeypatch.setattr(store_schema, "MIGRATIONS", [*store_schema.MIGRATIONS, v2])
+    with Store.open(store_url) as s:
+        assert s.schema_version() == 2
+    with Store.open(store_url) as s:
+        assert s.schema_version() == 2
+    assert applied == [2]
+
+
+def _counts(store: Store) -> dict[str, int]:
+    return {name: rows(store, name) for name in store_schema.metadata.tables}
+
+
+def test_dry_run_changes_nothing_but_sees_its_writes(store_url: str) -> None:
+    with Store.open(store_url) as s:
+        s.write_page("jira", [item(1)], {"1": {"a": 0}}, {"hw": 1}, NOW)
+        run = s.begin_run(NOW, full=True, dry_run=False, worker="w")
+        s.write_snapshots(run, NOW, [kr("a", 10.0, 1, 10)], {})
+        before = _counts(s)
+    path = Path(store_url.removeprefix("sqlite:///")) if store_url.startswith("sqlite") else None
+    before_bytes = path.read_bytes() if path else b""
+
+    with Store.open(store_url, dry_run=True) as dry:
+        assert dry.count_items() == 1
+        dry.write_page("jira", [item(2), item(1, key="NEW-1")], {"1": {"a": 0}, "2": {"a": 0}}, {"hw": 2}, NOW)
+        run = dry.begin_run(NOW, full=False, dry_run=True, worker="w")
+        dry.write_snapshots(run, NOW, [kr("a", 20.0, 2, 10)], {})
+        dry.set_meta("rules_hash", "x")
+        with dry.transaction():
+            dry.add_checkin("nps", 40.0, None, NOW)
+        assert dry.count_items() == 2 and dry.get_cursor("jira") == {"hw": 2}
+        assert dry.latest_snapshots()["a"]["current"] == 20.0
+        assert dry.tallies(START, END)["a"].total == 2
+
+    with Store.open(store_url) as s:
+        assert _counts(s) == before
+        assert s.get_cursor("jira") == {"hw": 1}
+        assert [i.key for i in s.items_by_ids("jira", ["1"])] == ["P-1"]
+    if path:
+        assert path.read_bytes() == before_bytes
+
+
+@pytest.mark.postgres
+def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
+    src = Store.open(f"sqlite:///{tmp_path / 'src.db'}")
+    _tally_fixture(src)
+    src.replace_members("jira", {"jql:x": frozenset({"1", "2"})})
+    run = src.begin_run(NOW, full=True, dry_run=False, worker="w")
+    src.write_snapshots(run, NOW, [kr("a", 10.0, 1, 10)], {"a": {"1": "done"}})
+    src.finish_run(run, NOW, "ok", 3, {"jira": {"ok": True}})
+    src.add_checkin("nps", 31.0, None, NOW)
+    src.record_written("jira", "t", "v", NOW)
+    src.set_labelled("gh", "21", True)
+    src.record_source_attempt("jira", NOW, ok=True, error=None, full=True, census=False)
+    src.set_cursor("jira", {"hw": 5})
+    dst = Store.open(pg_url)
+    counts = copy_store(src, dst, batch=3)
+    assert all(n_src == n_dst for n_src, n_dst in counts.values()), counts
+    assert counts["items"] == (12, 12) and counts["snapshots"] == (1, 1) and counts["runs"] == (1, 1)
+    assert dst.tallies(START, END) == src.tallies(START, END)
+    assert dst.latest_snapshots() == src.latest_snapshots()
+    assert dst.get_cursor("jira") == {"hw": 5} and dst.checkins("nps") == src.checkins("nps")
+    assert dst.begin_run(NOW, full=False, dry_run=False, worker="w") > run  # sequence moved on
+    assert copy_store(src, dst)["items"] == (12, 12)  # re-runnable
+    src.close()
+    dst.close()
+
+
+def test_two_stores_on_one_sqlite_file_write_concurrently(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    stores = [Store.open(url), Store.open(url)]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for page in range(15):
+                ids = [f"{n}-{page}-{k}" for k in range(40)]
+                stores[n].write_page("jira", [item(i) for i in ids], {i: {"a": 0} for i in ids}, {"page": page}, NOW)
+                stores[n].record_source_attempt("jira", NOW, ok=True, error=None, full=False, census=False)
+                stores[n].tallies(START, END)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert stores[0].count_items() == 2 * 15 * 40
+    assert stores[1].tallies(START, END)["a"].total == 2 * 15 * 40
+    for s in stores:
+        s.close()
+
+
+def test_memory_store_works(tmp_path: Path) -> None:
+    with Store.open("sqlite://") as s:
+        s.write_page("jira", [item(1)], {}, {"hw": 1}, NOW)
+        assert s.count_items() == 1 and s.get_cursor("jira") == {"hw": 1}
+
+
+def test_url_redacted_and_errors_are_one_line() -> None:
+    with pytest.raises(StoreError, match="unsupported store URL scheme"):
+        Store.open("mysql://u:p@h/db")
+    with pytest.raises(StoreError) as caught:
+        Store.open("postgresql://okr:hunter2@127.0.0.1:1/nothing?connect_timeout=2")
+    message = str(caught.value)
+    assert "hunter2" not in message and "\n" not in message and "***" in message
+    with pytest.raises(StoreError, match="cannot open store"):
+        Store.open("sqlite:////nonexistent-dir/okrsync.db")
+
+
+def test_closed_store_refuses(store: Store) -> None:
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.count_items()
+    store.close()  # idempotent
