@@ -224,9 +224,15 @@ def _secrets_of(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _located(line: str) -> bool:
-    """``FILE:LINE: message`` lines are printed as they are (editors jump to them)."""
+    """``FILE:LINE: message`` lines are printed as they are (editors jump to them).
+
+    ``cannot listen on 127.0.0.1:8080: ...`` is not one: a FILE with a space in it must exist.
+    """
     head = line.split(": ", 1)[0]
-    return ":" in head and head.rsplit(":", 1)[-1].isdigit()
+    file, sep, number = head.rpartition(":")
+    if not (sep and file and number.isdigit()):
+        return False
+    return not any(c.isspace() for c in file) or Path(file).exists()
 
 
 def _now(args: argparse.Namespace) -> Callable[[], datetime]:

@@ -308,8 +308,13 @@ class Daemon:
     # -- health --------------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
-        """Healthy while every source's last good pass is younger than three intervals."""
-        limit = self.interval * 3 if self.config else timedelta(minutes=45)
+        """Healthy while every source's last good pass is younger than three intervals.
+
+        An interval here is the longest gap the scheduler may leave between passes, the interval
+        plus its jitter: with ``--interval 10s`` and the default 30 s jitter, three bare intervals
+        (30 s) would report a healthy daemon as down between two of its passes.
+        """
+        limit = (self.interval + self.config.schedule.jitter) * 3 if self.config else timedelta(minutes=45)
         at = self.now()
         problems: list[str] = []
         for name in self.published.sources:
@@ -330,7 +335,11 @@ class Daemon:
         return True, "ok"
 
     def _serve(self, host: str, port: int) -> None:
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
+        try:
+            self.server = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError as exc:  # a port in use or an address not on this host: one line, not a traceback
+            reason = (exc.strerror or str(exc)).lower()
+            raise OkrsyncError(f"cannot listen on {host}:{port}: {reason}") from None
         self.server.daemon_threads = True
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         thread.start()

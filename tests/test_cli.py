@@ -141,6 +141,18 @@ def test_validate_reports_a_yaml_syntax_error_with_its_line(capsys, tmp_path: Pa
     assert re.match(rf"^{re.escape(str(bad))}:\d+: .*YAML", line), line
 
 
+def test_validate_lines_stay_located_when_the_path_has_a_space(capsys, memory_config: Path) -> None:
+    folder = memory_config.parent / "my configs"
+    folder.mkdir()
+    bad = folder / "okrs.yaml"
+    bad.write_text(memory_config.read_text(encoding="utf-8").replace("metric: count_done", "metric: nope"),
+                   encoding="utf-8")
+    code, _, err = run(capsys, "validate", "-c", str(bad))
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith(f"{bad}:{line_of(bad, 'metric: nope')}: "), line
+
+
 def test_validate_a_missing_file_is_one_line_and_exit_2(capsys, tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     code, out, err = run(capsys, "validate", "-c", str(missing))
