@@ -216,24 +216,23 @@ def _sync_source(
         store.record_source_attempt(name, now(), ok=True, error=None, full=options.full, census=census)
         _save_state(store, name, context.state)
     except SourceError as exc:
-        _fail(outcome, connector, exc.message, exc)
+        _fail(outcome, connector, exc.message, config.secrets())
         resume = exc.resume_at if isinstance(exc, RateLimitedError) else None
         outcome.resume_at = resume
         store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False,
                                     resume_at=resume)
     except Exception as exc:  # a tracker answer we did not foresee must not take the pass down
         log.debug("unexpected failure in source %s", name, exc_info=True)
-        _fail(outcome, connector, f"unexpected {type(exc).__name__}: {exc}", exc)
+        _fail(outcome, connector, f"unexpected {type(exc).__name__}: {exc}", config.secrets())
         store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False)
     if options.on_progress:
         options.on_progress(name, outcome.fetched, True)
     return outcome, connector
 
 
-def _fail(outcome: SourceOutcome, connector: Connector | None, message: str, exc: BaseException) -> None:
+def _fail(outcome: SourceOutcome, connector: Connector | None, message: str, secrets: tuple[str, ...]) -> None:
     outcome.ok = False
-    secrets: tuple[str, ...] = ()
-    outcome.error = redact(message, secrets)
+    outcome.error = redact(" ".join(message.split()), secrets)
     outcome.requests = connector.requests if connector is not None else 0
 
 
