@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -224,12 +225,18 @@ class Store:
         """Connect, create or migrate the schema, and refuse a schema newer than this code."""
         parsed = _normalise_url(url)
         redacted = parsed.render_as_string(hide_password=True)
+        target = parsed
+        fresh = parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists()
+        if dry_run and fresh and not _is_memory(parsed):
+            # Nothing to read and nothing may be written: an empty in-memory store stands in,
+            # so a dry run in a fresh folder leaves no file behind.
+            target = make_url("sqlite://")
         try:
-            engine = _make_engine(parsed)
+            engine = _make_engine(target, dry_run=dry_run)
         except (SQLAlchemyError, ArgumentError) as exc:
             raise StoreError(f"cannot open store {redacted}: {_describe(exc)}") from None
         store = cls(engine, parsed, dry_run=dry_run)
-        if dry_run or _is_memory(parsed):
+        if dry_run or _is_memory(target):
             store._serial = threading.RLock()
         try:
             store._migrate()
@@ -1082,7 +1089,7 @@ def _is_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def _make_engine(url: URL) -> Engine:
+def _make_engine(url: URL, *, dry_run: bool = False) -> Engine:
     """SQLite: WAL, NORMAL sync, busy timeout, foreign keys, explicit BEGIN [IMMEDIATE]."""
     if url.get_backend_name() != "sqlite":
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -1099,7 +1106,8 @@ def _make_engine(url: URL) -> Engine:
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (SQLAlchemy's pysqlite recipe)
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if not dry_run:  # switching the journal mode rewrites the file header
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")

@@ -555,3 +555,12 @@ def test_closed_store_refuses(store: Store) -> None:
     with pytest.raises(StoreError, match="closed"):
         store.count_items()
     store.close()  # idempotent
+
+
+def test_dry_run_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "never.db"
+    with Store.open(f"sqlite:///{path}", dry_run=True) as dry:
+        dry.write_page("jira", [item(1)], {"1": {"a": 0}}, {"hw": 1}, NOW)
+        assert dry.count_items() == 1 and dry.tallies(START, END)["a"].total == 1
+        assert dry.url_redacted == f"sqlite:///{path}"
+    assert list(tmp_path.iterdir()) == []
