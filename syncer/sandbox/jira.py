@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from syncer.model import ItemKind, State, WorkItem
 from syncer.sandbox.server import Reply, Request, SandboxServer
 
-__all__ = ["JiraApp", "JqlError", "start_jira_sandbox"]
+__all__ = ["BENCH_PROJECTS", "JiraApp", "JqlError", "start_jira_sandbox"]
 
 ACCOUNT_ZONE = ZoneInfo("America/New_York")
 EPIC_LINK = "customfield_10014"
@@ -70,6 +70,12 @@ _PROJECTS = {
     "MOB": ("10001", "Mobile", True, STORY_POINT_ESTIMATE),
     "OKR": ("10002", "OKRs", False, STORY_POINTS),
 }
+BENCH_PROJECTS = ("PLAT", "MOB", *(f"BEN{i:02d}" for i in range(3, 21)))
+"""The bench scenario's projects, in order: ``projects=N`` spreads issues over the first N."""
+for _index, _key in enumerate(BENCH_PROJECTS[2:], start=3):
+    # Alternate company-managed (Story Points) and team-managed (Story point estimate) projects.
+    _PROJECTS[_key] = (str(10100 + _index), f"Bench {_index:02d}", _index % 2 == 0,
+                       STORY_POINT_ESTIMATE if _index % 2 == 0 else STORY_POINTS)
 _NOT_AUTHENTICATED = {
     "errorMessages": ["You are not authenticated. Authentication required to perform this operation."],
     "errors": {},
@@ -354,6 +360,7 @@ class JiraApp:
         lag: float = 0.0,
         deployment_type: bool = True,
         search_window: int = 10_000,
+        projects: int = 2,
     ) -> None:
         if flavour not in ("cloud", "datacenter"):
             raise ValueError("flavour is cloud or datacenter")
@@ -365,6 +372,10 @@ class JiraApp:
         self.pat = pat
         self.deployment_type = deployment_type
         self.search_window = search_window
+        if not 1 <= projects <= len(BENCH_PROJECTS):
+            raise ValueError(f"projects is 1..{len(BENCH_PROJECTS)}")
+        self.projects = projects
+        """How many of ``BENCH_PROJECTS`` the bench scenario spreads its issues over."""
         self._start = _round_ms((now or datetime.now(UTC)).astimezone(UTC))
         self._started_at = time.monotonic()
         self._offset = timedelta(0)
@@ -626,13 +637,14 @@ class JiraApp:
         quarter = datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=UTC)
         hi = now - timedelta(hours=1)
         span = max((hi - quarter).total_seconds(), 86400.0)
-        epics: dict[str, list[int]] = {"PLAT": [], "MOB": []}
+        keys = BENCH_PROJECTS[: self.projects]
+        epics: dict[str, list[int]] = {key: [] for key in keys}
         statuses = list(_STATUSES)
         for index in range(self.size):
-            project = "PLAT" if index % 2 == 0 else "MOB"
+            project = keys[index % len(keys)]
             number = self.counters.get(project, 0) + 1
             created = quarter - timedelta(days=30) + timedelta(seconds=rng.uniform(0, span))
-            if index % 50 == 0:
+            if (index // len(keys)) % 25 == 0:  # every project's 25th issue is an epic
                 issue = self._new(
                     f"{project}-{number}", f"Bench epic {number}", "Epic", "In Progress", created, updated=created
                 )
