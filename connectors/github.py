@@ -296,6 +296,8 @@ class GitHubConnector:
             if not isinstance(body, list):
                 raise TransientError(self.name, f"{repo}: the issue list is not a JSON array")
             if first:
+                # After a ``since`` query this ETag belongs to another URL: the next pass's gate then
+                # answers 200 once (what the ``since`` query would have cost) and stores the right one.
                 scan.etag = response.headers.get("ETag") or None
                 scan.since = _high_water(response.headers.get("Date"), body, scan.since)
                 first = False

@@ -181,6 +181,9 @@ class GitHubApp:
         self._quota_remaining = self.rate_limit
         self._quota_reset = time.time() + 3600
         self._secondary: dict[str, Any] = {}
+        self._version = 0
+        """Bumped by every mutation: invalidates cached aggregates (milestone counts)."""
+        self._counts: dict[tuple[int, int], tuple[int, int, int]] = {}
         if self.scenario == "demo":
             self._seed_demo()
         else:
@@ -222,6 +225,7 @@ class GitHubApp:
         return milestone
 
     def _put(self, repo: _Repo, issue: _Issue) -> _Issue:
+        self._version += 1
         repo.issues[issue.number] = issue
         repo.next_number = max(repo.next_number, issue.number + 1)
         for label in issue.labels:
@@ -435,6 +439,7 @@ class GitHubApp:
     # -- mutations --------------------------------------------------------------------------
 
     def _touch(self, repo: _Repo, issue: _Issue, stamp: datetime | None = None) -> None:
+        self._version += 1
         repo.unindex(issue)
         issue.updated_at = stamp or self._stamp()
         repo.index(issue)
@@ -535,6 +540,7 @@ class GitHubApp:
                 issue = repo.issues.pop(number)
                 repo.unindex(issue)
                 repo.deleted.add(number)
+                self._version += 1
                 return {"deleted": issue.node_id}
             if action == "transfer":
                 source = self._repo(args["repo"])
@@ -977,8 +983,18 @@ class GitHubApp:
             "description": description,
         }
 
+    def _milestone_counts(self, repo: _Repo, number: int) -> tuple[int, int]:
+        """(open, closed) issues in a milestone, cached until the data changes (pages stay O(page))."""
+        key = (repo.id, number)
+        cached = self._counts.get(key)
+        if cached is None or cached[0] != self._version:
+            issues = [i.state for i in repo.issues.values() if i.milestone == number]
+            cached = (self._version, issues.count("open"), issues.count("closed"))
+            self._counts[key] = cached
+        return cached[1], cached[2]
+
     def _milestone(self, base: str, repo: _Repo, milestone: _Milestone) -> dict[str, Any]:
-        issues = [i for i in repo.issues.values() if i.milestone == milestone.number]
+        open_count, closed_count = self._milestone_counts(repo, milestone.number)
         return {
             "url": f"{base}/repos/{repo.name}/milestones/{milestone.number}",
             "html_url": f"{base}/{repo.name}/milestone/{milestone.number}",
@@ -989,8 +1005,8 @@ class GitHubApp:
             "title": milestone.title,
             "description": f"Work planned for {milestone.title}",
             "creator": self._user(base, _USERS[0]),
-            "open_issues": sum(1 for i in issues if i.state == "open"),
-            "closed_issues": sum(1 for i in issues if i.state == "closed"),
+            "open_issues": open_count,
+            "closed_issues": closed_count,
             "state": milestone.state,
             "created_at": _iso(milestone.created_at),
             "updated_at": _iso(milestone.created_at),

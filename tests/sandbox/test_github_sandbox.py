@@ -313,8 +313,12 @@ def test_a_renamed_repo_is_followed(sandbox: tuple[SandboxServer, GitHubApp]) ->
     got = items_of(pages)
     assert {i.container for i in got.values() if i.in_scope} == {"acme/webapp", "acme/api"}
     assert pages[-1].census == frozenset(i.id for i in app.truth())
-    assert set(pages[-1].cursor or {}) and set((pages[-1].cursor or {})["repos"]) == {"acme/web", "acme/api",
-                                                                                       "acme/okrs"}
+    cursor = pages[-1].cursor
+    assert cursor is not None and set(cursor["repos"]) == {"acme/web", "acme/api", "acme/okrs"}
+    # The ETag gate works through the redirect: If-None-Match travels to the new location.
+    before = c.quota_requests
+    assert items_of(run(c, cursor)) == {} and c.quota_requests == before
+    assert [r.status for r in server.requests(path="/repositories/")][-1] == 304
 
 
 def test_bad_token_is_an_auth_error(sandbox: tuple[SandboxServer, GitHubApp]) -> None:
