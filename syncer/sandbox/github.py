@@ -667,6 +667,8 @@ class GitHubApp:
 
     def handle(self, request: Request) -> Reply:
         with self._lock:
+            if not self.base_url:  # served without start_github_sandbox: learn our URL from the Host header
+                self.base_url = self._base(request)
             reply = self._route(request)
             reply.headers.setdefault("Date", email.utils.format_datetime(self._wall(), usegmt=True))
             reply.headers.setdefault("X-GitHub-Api-Version-Selected", "2022-11-28")
