@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -132,6 +133,8 @@ def _cmd_checkin(args: argparse.Namespace) -> int:
         value = float(args.value)
     except ValueError:
         raise ConfigError(f"{args.value!r}: not a number") from None
+    if not math.isfinite(value):  # float() accepts nan and inf; the store would refuse them later
+        raise ConfigError(f"{args.value!r}: not a finite number")
     at = _now(args)()
     with Store.open(config.store_url()) as store:
         store.add_checkin(args.kr_id, value, args.note, at)
@@ -345,7 +348,9 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("OKRSYNC_CONFIG", "okrs.yaml"),
         help="config file (default: $OKRSYNC_CONFIG, else ./okrs.yaml)",
     )
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    # SUPPRESS: a subcommand that does not see --debug must not reset `okrsync --debug CMD` to False.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logs")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--output", "-o", help="write the report to this file instead of stdout")
 
@@ -384,7 +389,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="share sources with other workers on the same store (skip busy sources)")
     daemon.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     demo = add("demo", _cmd_demo, "run okrsync against built-in sandbox trackers (no credentials)", [])
-    demo.add_argument("--debug", action="store_true", help="show tracebacks")
+    demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     demo.add_argument("--keep", action="store_true", help="leave the sandbox and a daemon running")
     demo.add_argument("--dir", help="where to write the demo config and store (default: a temp folder)")
     demo.add_argument("--format", choices=FORMATS_SYNC, default="table")
@@ -392,7 +397,7 @@ def _parser() -> argparse.ArgumentParser:
     status = add("status", _cmd_status, "which worker holds which source, and recent runs", [common])
     status.add_argument("--format", choices=("table", "json"), default="table")
     migrate = add("migrate", _cmd_migrate, "copy a store to another (history included)", [])
-    migrate.add_argument("--debug", action="store_true", help="show tracebacks")
+    migrate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     migrate.add_argument("--from", dest="source_url", required=True, help="source store URL")
     migrate.add_argument("--to", dest="target_url", required=True, help="target store URL")
     return parser

@@ -286,6 +286,15 @@ def test_checkin_refuses_an_unknown_key_result_and_a_non_number(capsys, memory_c
     assert code == 2 and len(err.splitlines()) == 1 and "lots" in err
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "Infinity"])
+def test_checkin_refuses_a_value_that_is_not_finite(capsys, memory_env: MemoryEnv, value: str) -> None:
+    code, out, err = run(capsys, "checkin", "-c", str(memory_env.config), "nps", value)
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [f"okrsync: {value!r}: not a finite number"]
+    assert not memory_env.store.exists()
+
+
 def test_explain_lists_the_items_and_the_rule_that_matched(capsys, memory_config: Path) -> None:
     assert run(capsys, "sync", "-c", str(memory_config))[0] == 0
     code, out, err = run(capsys, "explain", "-c", str(memory_config), "launch")
@@ -327,8 +336,6 @@ def test_dry_run_leaves_the_store_bytes_unchanged(capsys, memory_env: MemoryEnv)
     assert krs(report_json(capsys, memory_env.config))["launch"]["current"] == 60.0
 
 
-@pytest.mark.xfail(reason="Store.open(dry_run=True) connects with sqlite3, which creates the file and sets WAL "
-                          "mode before the dry transaction starts (syncer/store.py)")
 def test_dry_run_on_a_fresh_folder_creates_no_store(capsys, memory_env: MemoryEnv) -> None:
     code, _, err = run(capsys, "sync", "-c", str(memory_env.config), "--dry-run")
     assert code == 0, err
@@ -403,6 +410,17 @@ def test_migrate_copies_every_row(capsys, memory_env: MemoryEnv, tmp_path: Path,
 
 
 # -- the real entry point -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_raises_wherever_it_is_written(capsys, tmp_path: Path, where: str) -> None:
+    from syncer.errors import ConfigError
+
+    missing = str(tmp_path / "missing.yaml")
+    argv = ["--debug", "validate", "-c", missing] if where == "before" else ["validate", "-c", missing, "--debug"]
+    with pytest.raises(ConfigError, match="no such file"):
+        main(argv)
+    assert run(capsys, "validate", "-c", missing)[0] == 2, "without --debug: an exit code, no exception"
 
 
 def test_version_from_python_m_syncer(okrsync) -> None:
