@@ -996,6 +996,31 @@ class Store:
         with self._read("read leases") as conn:
             return [dict(r) for r in conn.execute(select(leases).order_by(leases.c.name)).mappings()]
 
+    # -- several workers (added for issue 9; kept apart from the core methods above) ------------
+
+    def write_snapshots_once(
+        self,
+        run_id: int,
+        at: datetime,
+        krs: Sequence[KeyResultProgress],
+        item_states: Mapping[str, Mapping[str, str]],
+        window: timedelta,
+    ) -> bool:
+        """Write this run's snapshots unless any snapshot is newer than ``at - window``.
+
+        Several workers finish passes at different moments; without this guard each would add a
+        history point for the same round. The check and the write are one transaction under a
+        store-wide lock (PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE), so two workers
+        finishing together cannot both pass the check. Returns whether the snapshots were written.
+        """
+        with self._write("write snapshots") as conn:
+            _lock_snapshots(conn)
+            newest = conn.scalar(select(func.max(snapshots.c.at)))
+            if newest is not None and newest > at - window:
+                return False
+            self.write_snapshots(run_id, at, krs, item_states)
+        return True
+
     # -- meta and maintenance -------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -1191,6 +1216,12 @@ def _lock_schema(conn: Connection) -> None:
     """Serialise concurrent first opens (SQLite's BEGIN IMMEDIATE already does)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(5318008)"))
+
+
+def _lock_snapshots(conn: Connection) -> None:
+    """Serialise ``write_snapshots_once`` across workers until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(5318009)"))
 
 
 def _reset_sequence(conn: Connection, table: Table) -> None:

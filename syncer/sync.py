@@ -29,7 +29,7 @@ from typing import Any
 import connectors
 from connectors.base import Connector, ConnectorContext, RuleConfig
 from connectors.http import HttpPolicy, redact
-from syncer.config import Config
+from syncer.config import Config, parse_duration
 from syncer.errors import ConfigError, RateLimitedError, SourceError, SyncBusyError
 from syncer.matching import CompiledRule, RuleIndex, build_index, compile_rules, match_item
 from syncer.model import KeyResultChange, PlannedWrite, SourceOutcome, WorkItem
@@ -46,14 +46,35 @@ ConnectorFactory = Callable[[str, Any, ConnectorContext], Connector]
 ProgressHook = Callable[[str, int, bool], None]
 """``hook(source, items_fetched_so_far, finished)`` for progress bars."""
 
-_LEASE_TTL = timedelta(minutes=2)
-_RENEW_EVERY = 30.0
+LEASE_TTL = timedelta(minutes=2)
+"""A source lease's default time to live; the holder renews it every ``ttl / 4`` (at most 30 s)."""
+LEASE_TTL_ENV = "OKRSYNC_LEASE_TTL"
 _REMATCH_BATCH = 2000
 
 
 def worker_id() -> str:
     """``host:pid:random``: unique per process, and tells whether a holder on this host is alive."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_ttl_from_env() -> timedelta:
+    """``$OKRSYNC_LEASE_TTL`` (``5s``, ``2m``...) or the default two minutes.
+
+    The TTL bounds how long a source stays unsynced after its worker vanished without a trace
+    (another host, a frozen VM): a dead process on this host is noticed at once, anything else
+    only when its lease expires. Shorter means faster takeover but more renewals.
+    """
+    raw = os.environ.get(LEASE_TTL_ENV, "").strip()
+    if not raw:
+        return LEASE_TTL
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{LEASE_TTL_ENV}: {exc}") from None
+
+
+class LeaseLostError(SourceError):
+    """Another worker holds this source's lease now: stop without writing anything more."""
 
 
 @dataclass
@@ -69,7 +90,16 @@ class SyncOptions:
     lock_wait: float = 5.0
     """Seconds to wait for a source held by another pass before saying a sync is running."""
     skip_busy: bool = False
-    """Several workers on one store: skip sources another worker holds instead of failing."""
+    """Several workers on one store (``daemon --worker``): take each source's lease just before
+    syncing it and release it right after, and skip sources another worker holds instead of failing."""
+    lease_ttl: timedelta = field(default_factory=lambda: lease_ttl_from_env())
+    """How long a source's lease outlives its holder's last renewal (``$OKRSYNC_LEASE_TTL``)."""
+    fresh_for: timedelta | None = None
+    """Worker mode: skip a source any worker attempted less than this long ago (so N workers do
+    not sync every source N times per interval)."""
+    snapshot_window: timedelta | None = None
+    """Several workers: write this pass's key-result snapshot only if no worker wrote one within
+    this window (``Store.write_snapshots_once``); ``None``: always write it (one worker)."""
     stop: threading.Event = field(default_factory=threading.Event)
     policy: HttpPolicy | None = None
     session: Any = None
@@ -115,28 +145,61 @@ def run_once(
     factory = connector_factory or _plugin_factory
     started = now()
 
-    held, skipped = _acquire_sources(store, names, options, now)
-    if names and not held:
-        # Every source is being synced by another worker: its pass writes the snapshot, not us.
-        return SyncResult(0, [], {}, [], [], skipped)
+    upfront = not options.skip_busy
+    held: list[str] = []
+    skipped: list[str] = []
+    if upfront:
+        held, skipped = _acquire_sources(store, names, options, now)
+        if names and not held:
+            return SyncResult(0, [], {}, [], [], skipped)
+    renewer = _Renewer(store, options, now, held)
+    run_id = 0
+    outcomes: list[SourceOutcome] = []
+    timings: dict[str, tuple[datetime, datetime]] = {}
+    connectors_by_name: dict[str, Connector] = {}
     try:
-        _rematch_if_rules_changed(config, store, index)
-        run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run, worker=options.worker)
-        outcomes: list[SourceOutcome] = []
-        connectors_by_name: dict[str, Connector] = {}
-        for name in held:
+        if upfront:
+            _rematch_if_rules_changed(config, store, index)
+            run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run, worker=options.worker)
+        for name in held if upfront else names:
             if options.stop.is_set():
                 break
-            outcome, connector = _sync_source(config, store, name, index, options, now, factory)
+            if not upfront:
+                if not _take_source(store, name, options, now, skipped):
+                    continue
+                renewer.add(name)
+                if run_id == 0:
+                    _rematch_if_rules_changed(config, store, index)
+                    run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run,
+                                             worker=options.worker)
+            begun = now()
+            _log_source(options, "source sync started", name)
+            try:
+                outcome, connector = _sync_source(config, store, name, index, options, now, factory, renewer)
+            finally:
+                if not upfront:
+                    renewer.discard(name)
+                    store.release_lease(_lease(name), options.worker)
+            timings[name] = (begun, now())
+            _log_source(options, "source sync finished", name, ok=outcome.ok, lost=name in renewer.lost)
+            if name in renewer.lost:
+                skipped.append(name)  # another worker took it over: not ours to report or to count
+                continue
             outcomes.append(outcome)
             if connector is not None:
                 connectors_by_name[name] = connector
+        if run_id == 0:
+            # A worker that synced no source (all busy or fresh) writes no run and no snapshot.
+            return SyncResult(0, [], {}, [], [], skipped)
         failed = {o.name for o in outcomes if not o.ok}
         at = now()
         krs = compute_key_results(config, store, at, failed_sources=failed)
         changes = _changes(store, krs)
         item_states = {kr_id: store.kr_item_states(kr_id) for kr_id in krs}
-        store.write_snapshots(run_id, at, list(krs.values()), item_states)
+        if options.snapshot_window is None:
+            store.write_snapshots(run_id, at, list(krs.values()), item_states)
+        elif not store.write_snapshots_once(run_id, at, list(krs.values()), item_states, options.snapshot_window):
+            log.debug("snapshot skipped: another worker wrote this round's within %s", options.snapshot_window)
 
         writes = plan_writes(config, store, krs, at, failed_sources=failed)
         write_errors: list[str] = []
@@ -145,13 +208,17 @@ def run_once(
         requests = sum(o.requests for o in outcomes)
         outcome_text = "ok"
         if failed or write_errors:
-            outcome_text = "failed" if held and len(failed) == len(held) else "partial"
+            attempted = held if upfront else outcomes
+            outcome_text = "failed" if attempted and len(failed) == len(attempted) else "partial"
+        sources = [{**_outcome_dict(o), "started_at": timings[o.name][0].isoformat(),
+                    "finished_at": timings[o.name][1].isoformat()} for o in outcomes if o.name in timings]
         store.finish_run(
             run_id, now(), outcome_text, requests,
-            {"sources": [_outcome_dict(o) for o in outcomes], "write_errors": write_errors, "skipped": skipped},
+            {"sources": sources, "write_errors": write_errors, "skipped": skipped},
         )
         return SyncResult(run_id, outcomes, changes, writes, write_errors, skipped)
     finally:
+        renewer.stop()
         for name in held:
             store.release_lease(_lease(name), options.worker)
 
@@ -167,7 +234,10 @@ def _sync_source(
     options: SyncOptions,
     now: Callable[[], datetime],
     factory: ConnectorFactory,
+    renewer: _Renewer,
 ) -> tuple[SourceOutcome, Connector | None]:
+    """Fetch and store one source. Every write checks, in its own transaction, that this worker
+    still holds the source's lease; once lost, nothing more is written (``LeaseLostError``)."""
     source_config = config.sources[name]
     status = store.source_status().get(name, {})
     outcome = SourceOutcome(name=name, full=options.full)
@@ -195,36 +265,44 @@ def _sync_source(
         connector = factory(name, source_config, context)
         cursor = None if options.full else store.get_cursor(name)
         members = store.get_members(name)
-        last_renew = time.monotonic()
         for page in connector.fetch(cursor, full=options.full, census=census, rules=source_rules):
             if options.stop.is_set():
                 raise SourceError(name, "stopped by a shutdown request; nothing after the last page was kept")
-            if time.monotonic() - last_renew > _RENEW_EVERY:
-                store.renew_lease(_lease(name), options.worker, _LEASE_TTL, now())
-                last_renew = time.monotonic()
+            renewer.check(name)
             outcome.fetched += len(page.items)
             is_last = page.cursor is not None or page.census is not None or bool(page.members)
             if not is_last:
                 matches = {item.id: match_item(item, index, members) for item in page.items}
-                store.write_page(name, page.items, matches, None, now())
+                with store.transaction():
+                    _hold(store, name, options, now, renewer)
+                    store.write_page(name, page.items, matches, None, now())
             else:
-                outcome.retired += _finish_source(store, name, page, index, members, source_config, now())
+                with store.transaction():
+                    _hold(store, name, options, now, renewer)
+                    outcome.retired += _finish_source(store, name, page, index, members, source_config, now())
                 members = store.get_members(name)
             if options.on_progress:
                 options.on_progress(name, outcome.fetched, False)
         outcome.requests = connector.requests
-        store.record_source_attempt(name, now(), ok=True, error=None, full=options.full, census=census)
-        _save_state(store, name, context.state)
+        with store.transaction():
+            _hold(store, name, options, now, renewer)
+            store.record_source_attempt(name, now(), ok=True, error=None, full=options.full, census=census)
+            _save_state(store, name, context.state)
+    except LeaseLostError as exc:
+        _fail(outcome, connector, exc.message, config.secrets())
+        log.warning("%s: %s", name, outcome.error, extra={"fields": {"source": name, "worker": options.worker}})
     except SourceError as exc:
         _fail(outcome, connector, exc.message, config.secrets())
         resume = exc.resume_at if isinstance(exc, RateLimitedError) else None
         outcome.resume_at = resume
-        store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False,
-                                    resume_at=resume)
+        if name not in renewer.lost:
+            store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False,
+                                        resume_at=resume)
     except Exception as exc:  # a tracker answer we did not foresee must not take the pass down
         log.debug("unexpected failure in source %s", name, exc_info=True)
         _fail(outcome, connector, f"unexpected {type(exc).__name__}: {exc}", config.secrets())
-        store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False)
+        if name not in renewer.lost:
+            store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False)
     if options.on_progress:
         options.on_progress(name, outcome.fetched, True)
     return outcome, connector
@@ -399,7 +477,7 @@ def _acquire_sources(
     while pending:
         for name in list(pending):
             _release_if_dead(store, _lease(name), now())
-            if store.acquire_lease(_lease(name), options.worker, _LEASE_TTL, now()):
+            if store.acquire_lease(_lease(name), options.worker, options.lease_ttl, now()):
                 held.append(name)
                 pending.remove(name)
         if not pending:
@@ -417,6 +495,104 @@ def _acquire_sources(
         if options.stop.wait(0.2):
             break
     return held, skipped
+
+
+def _take_source(
+    store: Store, name: str, options: SyncOptions, now: Callable[[], datetime], skipped: list[str]
+) -> bool:
+    """Worker mode: take the source's lease if the source is due and no live worker holds it."""
+    if _fresh(store, name, options, now):
+        return False
+    _release_if_dead(store, _lease(name), now())
+    if not store.acquire_lease(_lease(name), options.worker, options.lease_ttl, now()):
+        skipped.append(name)
+        return False
+    if _fresh(store, name, options, now):  # another worker finished it between our two looks
+        store.release_lease(_lease(name), options.worker)
+        return False
+    return True
+
+
+def _fresh(store: Store, name: str, options: SyncOptions, now: Callable[[], datetime]) -> bool:
+    if options.fresh_for is None:
+        return False
+    last = _as_datetime(store.source_status().get(name, {}).get("last_attempt_at"))
+    return last is not None and now() - last < options.fresh_for
+
+
+def _hold(store: Store, name: str, options: SyncOptions, now: Callable[[], datetime], renewer: _Renewer) -> None:
+    """Inside the caller's transaction: renew our lease or abort the source.
+
+    The UPDATE locks the lease row until the transaction commits, so a worker taking the
+    source over waits for this write to finish, then sees the renewed expiry and backs off;
+    a worker that lost the lease finds no row of its own and writes nothing.
+    """
+    renewer.check(name)
+    if not store.renew_lease(_lease(name), options.worker, options.lease_ttl, now()):
+        renewer.mark_lost(name)
+        renewer.check(name)
+
+
+class _Renewer:
+    """Renews the held source leases from a background thread every ``ttl / 4`` (at most 30 s), so
+    a long fetch (a slow tracker, one huge page) keeps its lease; remembers the leases it lost."""
+
+    def __init__(self, store: Store, options: SyncOptions, now: Callable[[], datetime], names: Iterable[str]) -> None:
+        self._store = store
+        self._options = options
+        self._now = now
+        self._names = set(names)
+        self.lost: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._period = max(0.2, min(30.0, options.lease_ttl.total_seconds() / 4))
+        self._thread = threading.Thread(target=self._run, name="okrsync-lease-renewal", daemon=True)
+        self._thread.start()
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._names.add(name)
+
+    def discard(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
+
+    def mark_lost(self, name: str) -> None:
+        with self._lock:
+            self.lost.add(name)
+
+    def check(self, name: str) -> None:
+        if name in self.lost:
+            raise LeaseLostError(
+                name, f"lease lost: another worker took source {name} over; nothing more was written by this one"
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            with self._lock:
+                names = sorted(self._names - self.lost)
+            for name in names:
+                try:
+                    ok = self._store.renew_lease(_lease(name), self._options.worker, self._options.lease_ttl,
+                                                 self._now())
+                except Exception as exc:  # noqa: BLE001 - a busy or unreachable store: try again next tick
+                    log.warning("renewing the lease of %s failed: %s", name, exc)
+                    continue
+                if not ok:
+                    with self._lock:
+                        if name in self._names:  # not a lease we released ourselves meanwhile
+                            self.lost.add(name)
+
+
+def _log_source(options: SyncOptions, message: str, name: str, **fields: Any) -> None:
+    """Worker mode logs who synced which source when (INFO); a single ``okrsync sync`` only at DEBUG."""
+    level = logging.INFO if options.skip_busy else logging.DEBUG
+    log.log(level, "%s: %s", message, name,
+            extra={"fields": {"source": name, "worker": options.worker, "t": round(time.time(), 3), **fields}})
 
 
 def _release_if_dead(store: Store, name: str, at: datetime) -> None:
