@@ -248,6 +248,11 @@ class Daemon:
             full = self._full_due(config, store)
             options = SyncOptions(full=full, worker=self._worker, stop=self.stop, skip_busy=self.worker_mode,
                                   lock_wait=2.0)
+            if self.worker_mode:
+                # Several workers share the sources: a source someone synced within the last 80% of
+                # an interval is not due yet, and one snapshot per interval is the history's pace.
+                options.fresh_for = self.interval * 0.8
+                options.snapshot_window = self.interval * 0.8
             kwargs: dict[str, Any] = {"now": self.now}
             if self.connector_factory is not None:
                 kwargs["connector_factory"] = self.connector_factory
@@ -256,7 +261,9 @@ class Daemon:
                                    changes=result.changes, item_limit=100)
             self.published.report_json = render(data, "json")
             self.published.report_html = render(data, "html")
+            shared = store.source_status() if self.worker_mode else {}
         self._observe(config, result, data, full)
+        self._observe_shared(shared)
 
     def _full_due(self, config: Config, store: Store) -> bool:
         status = store.source_status()
@@ -301,6 +308,15 @@ class Daemon:
             "full": full, "requests": result.requests,
             "sources": {o.name: ("ok" if o.ok else "failed") for o in result.outcomes},
             "writes": len(result.writes)}})
+
+    def _observe_shared(self, status: dict[str, dict[str, Any]]) -> None:
+        """Worker mode: a source another worker synced counts for this one's health too."""
+        for name, row in status.items():
+            last = row.get("last_success_at")
+            if isinstance(last, datetime) and last > self.published.last_success.get(name, last - timedelta(1)):
+                self.published.last_success[name] = last
+                if not row.get("last_error"):
+                    self.published.last_error.pop(name, None)
 
     def _secrets(self) -> tuple[str, ...]:
         return self.config.secrets() if self.config else ()
