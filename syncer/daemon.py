@@ -384,8 +384,8 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
         def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
-            self._send(200 if self.path.split("?", 1)[0] in ("/", "/healthz", "/metrics", "/report.json")
-                       else 404, "text/plain", b"", head=True)
+            """GET's status and headers without the body (a HEAD probe of /healthz sees 503 too)."""
+            self.do_GET()  # _send leaves the body out when the command is HEAD
 
         def _refuse(self) -> None:
             self._send(405, "text/plain; charset=utf-8", b"read-only: only GET and HEAD\n",

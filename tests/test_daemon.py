@@ -205,7 +205,10 @@ def test_unknown_path_is_404_and_writes_are_405(daemon: DaemonProcess) -> None:
         code, headers, _ = daemon.get("/report.json", method=method, body=b"{}")
         assert code == 405, method
         assert headers["allow"] == "GET, HEAD"
-    assert daemon.get("/healthz", method="HEAD")[0] == 200
+    code, headers, body = daemon.get("/metrics", method="HEAD")
+    assert (code, body) == (200, b"")
+    assert headers["content-type"].startswith("text/plain") and int(headers["content-length"]) > 100
+    assert daemon.get("/nope", method="HEAD")[0] == 404
 
 
 def test_a_malformed_request_does_not_stop_the_server(daemon: DaemonProcess) -> None:
@@ -304,6 +307,9 @@ def test_healthz_turns_503_when_the_last_good_pass_is_too_old_and_sigterm_exits_
         assert code == 503
         assert body.decode().startswith("memory: last good pass ")
         assert "ops" not in body.decode()
+        status, headers, head_body = running.get("/healthz", method="HEAD")
+        assert (status, head_body) == (503, b""), "a HEAD probe sees the same health as GET"
+        assert headers["content-length"] == str(len(body))
         assert running.get("/report.json")[0] == 200, "the report is still served"
         sent = time.monotonic()
         running.proc.send_signal(signal.SIGTERM)
