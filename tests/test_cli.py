@@ -187,7 +187,7 @@ def test_sync_then_the_json_report_matches_the_schema_and_the_hand_computed_numb
 
     data = report_json(capsys, memory_env.config)
     if REPORT_SCHEMA.exists():
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
 
         schema = json.loads(REPORT_SCHEMA.read_text(encoding="utf-8"))
         jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(data)
