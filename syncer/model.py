@@ -142,6 +142,8 @@ class Tally:
     done_in_cycle: int = 0
     points_done_in_cycle: float = 0.0
     unestimated: int = 0
+    excluded: int = 0
+    """Items the key result selects that were closed as won't do / not planned / duplicate."""
 
     @property
     def open(self) -> int:

@@ -76,12 +76,18 @@ def tally(items: Iterable[WorkItem], cycle: Cycle) -> Tally:
     dropping it would leave "close 50 bugs" stuck at zero).
     """
     seen: set[tuple[str, str]] = set()
-    total = done = in_progress = todo = unknown = done_in_cycle = unestimated = 0
+    total = done = in_progress = todo = unknown = done_in_cycle = unestimated = excluded = 0
     points_total = points_done = points_done_in_cycle = 0.0
+    excluded_seen: set[tuple[str, str]] = set()
     for item in items:
-        if item.excluded or item.kind is ItemKind.SUBTASK:
+        if item.kind is ItemKind.SUBTASK:
             continue
         ident = (item.source, item.id)
+        if item.excluded:
+            if ident not in excluded_seen:
+                excluded_seen.add(ident)
+                excluded += 1
+            continue
         if ident in seen:
             continue
         seen.add(ident)
@@ -114,6 +120,7 @@ def tally(items: Iterable[WorkItem], cycle: Cycle) -> Tally:
         done_in_cycle=done_in_cycle,
         points_done_in_cycle=points_done_in_cycle,
         unestimated=unestimated,
+        excluded=excluded,
     )
 
 

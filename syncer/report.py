@@ -336,7 +336,7 @@ def _json_kr(data: ReportData, kr: KeyResultProgress) -> dict[str, Any]:
         "in_progress": tally.in_progress,
         "todo": tally.todo,
         "unknown": tally.unknown,
-        "excluded": sum(1 for i in detail.items if i.excluded),
+        "excluded": kr.tally.excluded,
     }
     if tally.points_total or tally.points_done:
         items["points_total"] = _round(tally.points_total, 2)

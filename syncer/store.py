@@ -600,9 +600,16 @@ class Store:
             .where(i.c.retired_at.is_(None), not_(i.c.excluded), i.c.kind != ItemKind.SUBTASK.value)
             .group_by(matches.c.kr_id)
         )
+        excluded_query = (
+            select(matches.c.kr_id, func.count())
+            .select_from(matches.join(i, and_(i.c.source == matches.c.source, i.c.id == matches.c.item_id)))
+            .where(i.c.retired_at.is_(None), i.c.excluded, i.c.kind != ItemKind.SUBTASK.value)
+            .group_by(matches.c.kr_id)
+        )
         with self._read("compute tallies") as conn:
             rows = conn.execute(query).all()
-        return {
+            excluded = {str(kr): int(n) for kr, n in conn.execute(excluded_query).all()}
+        result = {
             r[0]: Tally(
                 total=int(r[1]),
                 done=int(r[2] or 0),
@@ -614,9 +621,13 @@ class Store:
                 done_in_cycle=int(r[8] or 0),
                 points_done_in_cycle=float(r[9] or 0.0),
                 unestimated=int(r[10] or 0),
+                excluded=excluded.get(r[0], 0),
             )
             for r in rows
         }
+        for kr_id, count in excluded.items():  # a key result whose items were all won't-do
+            result.setdefault(kr_id, Tally(excluded=count))
+        return result
 
     def kr_items(self, kr_id: str) -> list[tuple[WorkItem, int]]:
         """Live items behind a key result (excluded ones too, for ``explain``) with their rule."""

@@ -189,7 +189,7 @@ def make_report(*, hostile: bool = False, history_len: int = HISTORY_LEN) -> Rep
             0,
             100,
             40.0,
-            Tally(total=10, done=4, in_progress=3, todo=3),
+            Tally(total=10, done=4, in_progress=3, todo=3, excluded=1),
         ),
         _kr(
             "customer-bugs",

@@ -204,6 +204,7 @@ def test_tallies_match_hand_count_and_pure_tally(store: Store) -> None:
         done_in_cycle=3,  # 1, 8 (by updated_at), 20
         points_done_in_cycle=4.5,
         unestimated=2,  # 4, 20
+        excluded=1,  # 6 (won't do)
     )
     assert got["b"] == Tally(total=2, done=1, todo=1, done_in_cycle=1, unestimated=2)
     for kr_id, members_ in live.items():
