@@ -190,9 +190,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for name in config.sources:
         row = status.get(name, {})
         holder = next((lease for lease in leases if lease["name"] == f"source:{name}"), None)
-        held = f"held by {holder['holder']} since {_fmt(holder['acquired_at'])}" if holder else "idle"
+        held = "idle"
+        if holder:
+            expired = holder["expires_at"] <= _now(args)()
+            held = (f"held by {holder['holder']} since {_fmt(holder['acquired_at'])}, "
+                    f"{'expired' if expired else 'expires'} {_fmt(holder['expires_at'])}")
         ok = "failing: " + str(row.get("last_error")) if row.get("last_error") else "ok"
-        print(f"  {name:<12} {held:<60} last success {_fmt(row.get('last_success_at'))}  {ok}")
+        print(f"  {name:<12} {held:<90} last success {_fmt(row.get('last_success_at'))}  {ok}")
     print("recent runs:")
     for run in runs:
         print(f"  #{run['id']:<5} {_fmt(run['started_at'])}  {run['outcome']:<8} worker {run['worker']}  "
