@@ -279,7 +279,13 @@ def load_yaml(text: str, env: Mapping[str, str]) -> Loaded:
     every mistake in the file is reported in one go.
     """
     out = Loaded()
-    loader = _CountingLoader(text)
+    try:
+        # PyYAML checks the whole text for unprintable characters (a NUL byte) when the
+        # loader is built, so building it can fail like parsing can.
+        loader = _CountingLoader(text)
+    except yaml.YAMLError as exc:
+        out.problems.append(_syntax_problem(exc))
+        return out
     try:
         root = loader.get_single_node()
     except _LimitExceeded as exc:
