@@ -403,6 +403,8 @@ def to_work_item(raw: Mapping[str, Any], source: str, *, repo: str, in_scope: bo
         updated_at = created_at or _EPOCH
     state_value = raw.get("state")
     reason = raw.get("state_reason")
+    if reason is not None and not isinstance(reason, str):
+        reason = repr(reason)  # drift (a list, a number): no known reason matches it, so state unknown
     done_at: datetime | None = None
     excluded = False
     if state_value == "open":

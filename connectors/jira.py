@@ -314,7 +314,7 @@ class JiraConnector:
         for item in fields:
             if not isinstance(item, dict):
                 continue
-            custom = str((item.get("schema") or {}).get("custom") or "")
+            custom = str(_obj(item.get("schema")).get("custom") or "")
             if custom == _EPIC_LINK_SCHEMA or str(item.get("name", "")).casefold() == "epic link":
                 epic_link = str(item.get("id"))
                 break
@@ -331,14 +331,11 @@ class JiraConnector:
                     "set story_points_field to one of the site's field ids or auto",
                 )
             return (wanted,)
-        by_schema = [
-            str(f["id"])
-            for f in fields
-            if isinstance(f, dict) and (f.get("schema") or {}).get("custom") == _POINTS_SCHEMA
-        ]
-        by_name = [
-            str(f["id"]) for f in fields if isinstance(f, dict) and str(f.get("name", "")).casefold() in _POINTS_NAMES
-        ]
+        # A field list that drifted (an entry without an id, a schema that is not an object) is
+        # read for what it holds, never allowed to crash discovery.
+        usable = [f for f in fields if isinstance(f, dict) and f.get("id") is not None]
+        by_schema = [str(f["id"]) for f in usable if _obj(f.get("schema")).get("custom") == _POINTS_SCHEMA]
+        by_name = [str(f["id"]) for f in usable if str(f.get("name", "")).casefold() in _POINTS_NAMES]
         # Every candidate is read: company-managed "Story Points" and team-managed
         # "Story point estimate" live side by side on one site; an item takes the first set.
         return tuple(dict.fromkeys(by_name + by_schema))
@@ -462,8 +459,8 @@ class JiraConnector:
                     continue
                 raise
             issues = body.get("issues") if isinstance(body, dict) else None
-            if not isinstance(issues, list):
-                raise TransientError(self.name, "bulkfetch answered without an issues list")
+            if not isinstance(issues, list) or not all(isinstance(i, dict) for i in issues):
+                raise TransientError(self.name, "bulkfetch answered without a list of issue objects")
             scan.note_items(issues)
             yield Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in census) for i in issues))
             index += len(chunk)
