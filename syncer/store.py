@@ -57,6 +57,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from syncer.errors import StoreError, VisibilityLostError
 from syncer.model import HistoryPoint, ItemKind, KeyResultProgress, State, Tally, WorkItem
 from syncer.store_schema import (
+    backfill,
     checkins,
     cursors,
     labelled,
@@ -905,10 +906,14 @@ class Store:
     def _histories(self, kr_id: str | None, since: datetime | None) -> dict[str, list[HistoryPoint]]:
         s = snapshots.c
         query = select(s.kr_id, s.at, s.current, s.progress, s.total, s.done)
+        b = backfill.c
+        rebuilt = select(b.kr_id, b.at, b.current, b.progress, b.total, b.done)
         if kr_id is not None:
             query = query.where(s.kr_id == kr_id)
+            rebuilt = rebuilt.where(b.kr_id == kr_id)
         if since is not None:
             query = query.where(s.at >= since)
+            rebuilt = rebuilt.where(b.at >= since)
         query = query.order_by(s.kr_id, s.at, s.run_id)
         found: dict[str, list[HistoryPoint]] = {}
         with self._read("read history") as conn:
@@ -916,7 +921,54 @@ class Store:
                 found.setdefault(r.kr_id, []).append(
                     HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
                 )
+            earlier: dict[str, list[HistoryPoint]] = {}
+            for r in conn.execute(rebuilt.order_by(b.kr_id, b.at)):
+                first = found.get(r.kr_id)
+                if first and r.at >= first[0].at:
+                    continue  # real snapshots win over reconstruction
+                earlier.setdefault(r.kr_id, []).append(
+                    HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
+                )
+        for key, points in earlier.items():
+            found[key] = points + found.get(key, [])
         return found
+
+    def write_backfill(self, kr_id: str, points: Sequence[HistoryPoint]) -> None:
+        """Store a key result's reconstructed history (replacing any earlier reconstruction)."""
+        rows = [
+            {"kr_id": kr_id, "at": p.at, "current": p.current, "progress": p.progress, "total": p.total,
+             "done": p.done}
+            for p in points
+        ]
+        with self._write(f"backfill history of {kr_id}") as conn:
+            conn.execute(backfill.delete().where(backfill.c.kr_id == kr_id))
+            for group in _chunks(rows, _ROWS):
+                conn.execute(backfill.insert(), list(group))
+
+    def kr_item_dates(
+        self, kr_ids: Collection[str]
+    ) -> dict[str, list[tuple[datetime | None, datetime | None, bool, float | None]]]:
+        """Per key result, (created_at, done_at, is_done, points) of its counted items: what a
+        history reconstruction needs, without building a ``WorkItem`` per row."""
+        i = items_t
+        query = (
+            select(matches.c.kr_id, i.c.created_at, i.c.done_at, i.c.state, i.c.points)
+            .select_from(matches.join(i, and_(i.c.source == matches.c.source, i.c.id == matches.c.item_id)))
+            .where(
+                matches.c.kr_id.in_(list(kr_ids)), i.c.retired_at.is_(None), not_(i.c.excluded),
+                i.c.kind != ItemKind.SUBTASK.value,
+            )
+        )
+        found: dict[str, list[tuple[datetime | None, datetime | None, bool, float | None]]] = {}
+        with self._read("read item dates") as conn:
+            for kr_id, created, done_at, state, points in conn.execute(query):
+                found.setdefault(kr_id, []).append((created, done_at, state == State.DONE.value, points))
+        return found
+
+    def backfilled(self) -> set[str]:
+        """Key results that already have a reconstructed history."""
+        with self._read("read backfill") as conn:
+            return {str(k) for k in conn.scalars(select(backfill.c.kr_id).distinct())}
 
     # -- check-ins ------------------------------------------------------------------------------
 
@@ -1097,6 +1149,7 @@ def _snapshot_dict(r: RowMapping) -> dict[str, Any]:
 
 _COPY_ORDER = (
     meta, runs, items_t, matches, members, cursors, source_status, snapshots, checkins, writes, labelled,
+    backfill,
 )  # fmt: skip
 """Parents before children; leases are not copied (they belong to the old store's processes)."""
 

@@ -248,14 +248,33 @@ meta = Table(
 )
 
 
+backfill = Table(
+    "backfill",
+    metadata,
+    Column("kr_id", String(200), primary_key=True),
+    Column("at", UtcDateTime, primary_key=True),
+    Column("current", Float, nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False),
+)
+"""History reconstructed from the items' created/done dates on a key result's first pass, so a
+burn-up has a line from the cycle's start instead of one point (schema version 2)."""
+
+
 def _v1(conn: Connection) -> None:
-    """Version 1: every table above."""
+    """Version 1: every table above (``backfill`` too on a new store; version 2 then skips it)."""
     metadata.create_all(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Version 2: the ``backfill`` table of reconstructed history."""
+    backfill.create(conn, checkfirst=True)
 
 
 Migration = Callable[[Connection], None]
 
-MIGRATIONS: list[Migration] = [_v1]
+MIGRATIONS: list[Migration] = [_v1, _v2]
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``; append, never reorder."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -29,6 +29,7 @@ from typing import Any
 import connectors
 from connectors.base import Connector, ConnectorContext, RuleConfig
 from connectors.http import HttpPolicy, redact
+from syncer.backfill import RECONSTRUCTIBLE, reconstruct
 from syncer.config import Config, parse_duration
 from syncer.errors import ConfigError, RateLimitedError, SourceError, SyncBusyError
 from syncer.matching import CompiledRule, RuleIndex, build_index, compile_rules, match_item
@@ -200,6 +201,7 @@ def run_once(
             store.write_snapshots(run_id, at, list(krs.values()), item_states)
         elif not store.write_snapshots_once(run_id, at, list(krs.values()), item_states, options.snapshot_window):
             log.debug("snapshot skipped: another worker wrote this round's within %s", options.snapshot_window)
+        _backfill_first_passes(config, store, krs, run_id, at)
 
         writes = plan_writes(config, store, krs, at, failed_sources=failed)
         write_errors: list[str] = []
@@ -421,6 +423,25 @@ def _changes(store: Store, krs: Mapping[str, Any]) -> dict[str, KeyResultChange]
 
 def _expand_states(items: Mapping[str, str]) -> dict[str, str]:
     return dict(items)
+
+
+def _backfill_first_passes(
+    config: Config, store: Store, krs: Mapping[str, Any], run_id: int, at: datetime
+) -> None:
+    """A key result's first pass rebuilds its past days from item dates (see ``syncer.backfill``)."""
+    done = store.backfilled()
+    wanted = [
+        kr_id for kr_id, kr in krs.items()
+        if kr.metric in RECONSTRUCTIBLE and not kr.stale and kr_id not in done
+        and store.previous_snapshot(kr_id, before_run=run_id) is None
+    ]
+    if not wanted:
+        return
+    dates = store.kr_item_dates(wanted)
+    for kr_id in wanted:
+        found = config.key_result(kr_id)
+        if found is not None:
+            store.write_backfill(kr_id, reconstruct(found[1], dates.get(kr_id, []), config.cycle, at))
 
 
 # -- rules, leases, state ---------------------------------------------------------------------

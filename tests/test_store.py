@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from syncer import store_schema
 from syncer.config import Cycle
 from syncer.errors import StoreError, VisibilityLostError
-from syncer.model import ItemKind, KeyResultProgress, State, Status, Tally, WorkItem
+from syncer.model import HistoryPoint, ItemKind, KeyResultProgress, State, Status, Tally, WorkItem
 from syncer.progress import tally
 from syncer.store import Store, copy_store
 
@@ -427,25 +427,41 @@ def test_lease_contention_across_threads(store_url: str) -> None:
 
 def test_schema_version_recorded_and_newer_refused(store_url: str) -> None:
     with Store.open(store_url) as s:
-        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "1"
+        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "2"
         s.set_meta("schema_version", "99")
     with pytest.raises(StoreError, match="schema version 99 is newer than this okrsync knows"):
         Store.open(store_url)
+
+
+def test_a_version_1_store_gains_the_backfill_table(store_url: str) -> None:
+    with Store.open(store_url) as s:
+        with s._write("simulate a version-1 store") as conn:
+            conn.execute(text("DROP TABLE backfill"))
+        s.set_meta("schema_version", "1")
+    with Store.open(store_url) as s:
+        assert s.schema_version() == 2
+        s.write_backfill("a", [HistoryPoint(NOW - timedelta(days=1), 5.0, 0.5, 10, 5)])
+        assert s.backfilled() == {"a"}
+        assert [p.current for p in s.history("a")] == [5.0]
 
 
 def test_migrations_apply_in_order_once(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     Store.open(store_url).close()
     applied: list[int] = []
 
-    def v2(conn: Any) -> None:
-        applied.append(2)
+    known = len(store_schema.MIGRATIONS)
+    with Store.open(store_url) as s:
+        assert s.schema_version() == known
 
-    monkeypatch.setattr(store_schema, "MIGRATIONS", [*store_schema.MIGRATIONS, v2])
+    def next_step(conn: Any) -> None:
+        applied.append(known + 1)
+
+    monkeypatch.setattr(store_schema, "MIGRATIONS", [*store_schema.MIGRATIONS, next_step])
     with Store.open(store_url) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == known + 1
     with Store.open(store_url) as s:
-        assert s.schema_version() == 2
-    assert applied == [2]
+        assert s.schema_version() == known + 1
+    assert applied == [known + 1]
 
 
 def _counts(store: Store) -> dict[str, int]:

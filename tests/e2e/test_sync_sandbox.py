@@ -82,6 +82,13 @@ def test_full_then_incremental_equals_the_truth_and_a_fresh_full_sync(org: Org) 
         first = run_once(config, store, SyncOptions(full=True))
         assert first.exit_code == 0, [o.error for o in first.outcomes]
         assert_store_equals_truth(store, org)
+        history = store.histories()
+        first_snapshot = store.latest_snapshots()["customer-bugs"]
+        rebuilt = history["customer-bugs"]
+        if NOW.day > 1 or NOW.month % 3 != 1:  # a burn-up from the cycle's start, not one point
+            assert len(rebuilt) > 1 and rebuilt[0].at < first_snapshot["at"]
+            assert all(a.current <= b.current for a, b in zip(rebuilt, rebuilt[1:], strict=False))
+        assert rebuilt[-1].current == first_snapshot["current"]
         mutate_week(org.jira, org.github)
         second = run_once(config, store, SyncOptions())
         assert second.exit_code == 0
