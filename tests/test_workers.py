@@ -8,7 +8,6 @@ and kills one of them mid-pass.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -276,3 +275,232 @@ def test_write_snapshots_once_lets_one_of_two_racing_workers_through(store_url: 
     assert sorted(wrote) == [False, True]
     with Store.open(store_url) as store:
         assert len(snapshot_runs(store)) == 1
+
+
+# -- three daemons, one PostgreSQL store, both sandbox trackers -------------------------------------------
+
+JIRA_EMAIL, JIRA_TOKEN, GITHUB_TOKEN = "workers@example.com", "workers-jira-token", "workers-github-token"
+REPOS = tuple(f"bench/repo-{i:02d}" for i in range(4))
+SIZE = 1200
+TTL_S = 5.0
+
+
+def sandbox_config(jira_url: str, github_url: str, now: datetime, store_url: str) -> str:
+    from syncer.sandbox.github import cycle_of
+
+    name, start, end = cycle_of(now)
+    return f"""\
+version: 1
+cycle: {{name: {name}, start: {start.isoformat()}, end: {end.isoformat()}}}
+store: {store_url}
+schedule: {{interval: 1s, jitter: 0.1s, census_every: 1d, full_every: 1d, deadline: 1m}}
+sources:
+  jira:
+    type: jira
+    url: {jira_url}
+    auth: {{email: "${{W_JIRA_EMAIL}}", token: "${{W_JIRA_TOKEN}}"}}
+    scope: project in (PLAT, MOB)
+  github:
+    type: github
+    url: {github_url}
+    token: "${{W_GITHUB_TOKEN}}"
+    repos: [{", ".join(REPOS)}]
+objectives:
+  - id: ship
+    title: Ship the quarter's work
+    key_results:
+      - {{id: perf-points, title: Performance points, metric: sum_points_done, target: 200,
+          match: [{{source: jira, jql: labels = perf}}]}}
+      - {{id: mobile-done, title: Mobile work, metric: percent_done, match: [{{source: jira, jql: project = MOB}}]}}
+      - {{id: bugs-closed, title: Customer bugs, metric: count_done, target: 100,
+          match: [{{source: github, labels: [bug]}}]}}
+"""
+
+
+def worker_env(home: Path) -> dict[str, str]:
+    from tests.conftest import clean_env
+
+    return clean_env(home, OKRSYNC_LEASE_TTL=f"{TTL_S:g}s", W_JIRA_EMAIL=JIRA_EMAIL, W_JIRA_TOKEN=JIRA_TOKEN,
+                     W_GITHUB_TOKEN=GITHUB_TOKEN)
+
+
+@dataclass
+class Interval:
+    source: str
+    worker: str
+    start: float
+    end: float | None = None
+    lost: bool = False
+
+
+def intervals(logs: Sequence[Path]) -> list[Interval]:
+    """Each worker's ``source sync started/finished`` lines, paired per source."""
+    found: list[Interval] = []
+    for path in logs:
+        open_: dict[str, Interval] = {}
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            if str(entry.get("message", "")).startswith("source sync started"):
+                open_[entry["source"]] = Interval(entry["source"], entry["worker"], float(entry["t"]))
+            elif str(entry.get("message", "")).startswith("source sync finished"):
+                span = open_.pop(entry["source"])
+                span.end, span.lost = float(entry["t"]), bool(entry.get("lost"))
+                found.append(span)
+        found.extend(open_.values())  # a killed worker's last source never finished
+    return found
+
+
+def wait_for(what: str, check: Callable[[], Any], deadline: float, step: float = 0.1) -> Any:
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_three_workers_share_the_sources_survive_a_kill_and_end_at_the_truth(tmp_path: Path) -> None:
+    from syncer.config import load
+    from syncer.sandbox.github import start_github_sandbox
+    from syncer.sandbox.jira import start_jira_sandbox
+    from syncer.sandbox.server import Fault
+    from tests.store_fixtures import fresh_postgres_url
+
+    began = time.monotonic()
+    deadline = began + 85
+    now = datetime.now(UTC)
+    jira_server, jira = start_jira_sandbox("bench", size=SIZE, now=now, seed=9, users={JIRA_EMAIL: JIRA_TOKEN})
+    github_server, github = start_github_sandbox("bench", size=SIZE, now=now, seed=9, repos=REPOS,
+                                                 tokens=(GITHUB_TOKEN,))
+    github.rate_limit = 10**6
+    github.control("quota", {"limit": 10**6, "remaining": 10**6})
+    slow = [Fault(kind="slow", delay=0.25, times=10**6, probability=0.6)]
+    jira_server.inject(*slow)
+    github_server.inject(*slow)
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    logs: list[Path] = []
+    home = tmp_path / "home"
+    home.mkdir()
+    try:
+        with fresh_postgres_url() as url, fresh_postgres_url() as fresh_url:
+            config_path = tmp_path / "okrs.yaml"
+            config_path.write_text(sandbox_config(jira_server.url, github_server.url, now, url), encoding="utf-8")
+            Store.open(url).close()  # migrate once up front, so three first opens do not race for it
+            for n in range(3):
+                log_path = tmp_path / f"worker{n}.log"
+                logs.append(log_path)
+                with log_path.open("wb") as log:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "syncer", "daemon", "-c", str(config_path), "--worker",
+                         "--interval", "1s", "--listen", f"127.0.0.1:{free_port()}"],
+                        cwd=tmp_path, env=worker_env(home), stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=log,
+                    )
+                procs[proc.pid] = proc
+            with Store.open(url) as store:
+                # 1. Kill -9 a worker while it holds a lease (mid-pass), after it has written a page.
+                def held() -> dict[str, Any] | None:
+                    for lease in store.leases():
+                        pid = int(str(lease["holder"]).split(":")[1])
+                        if pid in procs and store.count_items(lease["name"].split(":", 1)[1]) > 0:
+                            return lease
+                    return None
+
+                victim_lease = wait_for("a worker holding a lease mid-pass", held, deadline)
+                victim_source = victim_lease["name"].split(":", 1)[1]
+                victim_pid = int(str(victim_lease["holder"]).split(":")[1])
+                victim = procs.pop(victim_pid)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(timeout=10)
+                killed_at = time.time()
+                # 2. Within the lease timeout, another worker takes the source over and syncs it.
+                def taken_over() -> bool:
+                    row = store.source_status().get(victim_source, {})
+                    done = row.get("last_success_at")
+                    return done is not None and done.timestamp() > killed_at
+                wait_for(f"{victim_source} synced by another worker", taken_over, deadline)
+                took = next(i for i in sorted(intervals(logs), key=lambda i: i.start)
+                            if i.source == victim_source and i.start > killed_at)
+                assert str(victim_pid) not in took.worker.split(":")
+                assert took.start - killed_at < TTL_S, "a dead process's lease is freed without waiting"
+                # 3. Changes keep coming while the two survivors sync; then the trackers go quiet.
+                for n in range(6):
+                    jira.control("update", {"key": f"PLAT-{n + 3}", "status": "Done"})
+                    github.control("update", {"repo": REPOS[n % len(REPOS)], "number": n + 2, "state": "closed",
+                                              "state_reason": "completed"})
+                    time.sleep(0.3)
+                jira_server.clear_faults()
+                github_server.clear_faults()
+                quiet = datetime.now(UTC)
+
+                def synced_after(moment: datetime) -> bool:
+                    status = store.source_status()
+                    return all((status.get(s, {}).get("last_success_at") or moment) > moment
+                               for s in ("jira", "github"))
+
+                wait_for("a pass of each source after the last change", lambda: synced_after(quiet), deadline)
+                second = datetime.now(UTC)
+                wait_for("one more pass of each source", lambda: synced_after(second), deadline)
+                for proc in procs.values():
+                    proc.send_signal(signal.SIGTERM)
+                codes = [proc.wait(timeout=15) for proc in procs.values()]
+                assert codes == [0, 0]
+                assert store.leases() == [], "every lease released on the way out"
+                # 4. The store equals the trackers' truth; the numbers equal a fresh full sync.
+                expected = {(i.source, i.id): i for i in [*jira.truth("jira", jira_server.url),
+                                                          *github.truth("github", repos=REPOS)]}
+                actual = {(i.source, i.id): i for i in store.iter_items()}
+                assert len(expected) > 2 * SIZE * 0.9 and set(actual) == set(expected)
+                diff = [ref for ref, want in expected.items()
+                        if (actual[ref].key, actual[ref].state, actual[ref].points, sorted(actual[ref].labels))
+                        != (want.key, want.state, want.points, sorted(want.labels))]
+                assert diff == []
+                config = load(config_path, env=worker_env(home))
+                at = datetime.now(UTC)
+                shared = {k: (v.current, v.tally.total, v.tally.done)
+                          for k, v in compute_key_results(config, store, at).items()}
+                spans = intervals(logs)
+                snapshot_times = sorted({s["at"] for s in _all_snapshots(store)})
+            with Store.open(fresh_url) as fresh:
+                assert run_once(config, fresh, SyncOptions(full=True)).exit_code == 0
+                alone = {k: (v.current, v.tally.total, v.tally.done)
+                         for k, v in compute_key_results(config, fresh, at).items()}
+            assert shared == alone
+        # 5. No source was ever synced by two workers at once; the work was shared.
+        for source in ("jira", "github"):
+            mine = sorted((i for i in spans if i.source == source), key=lambda i: i.start)
+            for before, after in zip(mine, mine[1:], strict=False):
+                end = before.end if before.end is not None else killed_at
+                assert after.start >= end, f"{source}: {before} overlaps {after}"
+        assert len({i.worker for i in spans}) == 3 and not any(i.lost for i in spans)
+        # 6. One snapshot per round: no two within the 0.8 s window of a 1 s interval.
+        gaps = [(b - a).total_seconds() for a, b in zip(snapshot_times, snapshot_times[1:], strict=False)]
+        assert snapshot_times and min(gaps, default=1.0) >= 0.8
+        assert time.monotonic() - began < 90
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        jira_server.stop()
+        github_server.stop()
+
+
+def _all_snapshots(store: Store) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from syncer.store_schema import snapshots
+
+    with store._read("test") as conn:
+        return [dict(r) for r in conn.execute(select(snapshots.c.run_id, snapshots.c.at)).mappings()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
