@@ -27,7 +27,9 @@ from tests.conftest import MemoryEnv
 pytestmark = pytest.mark.postgres
 
 PASSWORD = "s3cret-pg-pw"
-TABLES = ("items", "matches", "members", "cursors", "runs", "snapshots", "checkins", "writes", "labelled",
+TABLES = tuple(sorted(set(store_schema.metadata.tables) - {"leases"}))
+"""Every table but leases (they belong to the old store's processes): a table added later is covered."""
+FILLED = ("items", "matches", "members", "cursors", "runs", "snapshots", "checkins", "writes", "labelled",
           "source_status", "meta")
 
 
@@ -63,6 +65,9 @@ def test_every_command_works_on_postgresql_and_never_prints_the_password(
     outputs: list[str] = []
 
     def run(*args: str, expect: int = 0) -> str:
+        code: int
+        out: str
+        err: str
         code, out, err = okrsync(*args)
         outputs.extend((out, err))
         assert code == expect, (args, out, err)
@@ -167,7 +172,7 @@ def test_migrate_copies_a_store_with_history_and_the_reports_are_identical(
     with Store.open(sqlite_url) as src:
         src.replace_members("memory", {"fp-epic": frozenset({"m2", "m3"})})  # what a JQL rule would leave
         before = {t: count(src, t) for t in TABLES}
-    assert all(before[t] > 0 for t in TABLES), before
+    assert all(before[t] > 0 for t in FILLED), before
     assert before["runs"] == 3 and before["snapshots"] == 3 * 5
 
     code = main(["migrate", "--from", sqlite_url, "--to", pg_store_url])

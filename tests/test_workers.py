@@ -256,8 +256,8 @@ def test_two_workers_in_one_round_write_one_snapshot(store: Store) -> None:
 def test_write_snapshots_once_lets_one_of_two_racing_workers_through(store_url: str) -> None:
     run_ids: list[int] = []
     with Store.open(store_url) as setup:
-        for worker in ("a", "b"):
-            run_ids.append(setup.begin_run(NOW, full=False, dry_run=False, worker=worker))
+        for name in ("a", "b"):
+            run_ids.append(setup.begin_run(NOW, full=False, dry_run=False, worker=name))
         krs = list(compute_key_results(config(), setup, NOW).values())
     barrier = threading.Barrier(2, timeout=30)
     wrote: list[bool] = []
