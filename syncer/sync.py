@@ -197,11 +197,15 @@ def run_once(
         krs = compute_key_results(config, store, at, failed_sources=failed)
         changes = _changes(store, krs)
         item_states = {kr_id: store.kr_item_states(kr_id) for kr_id in krs}
+        wrote = True
         if options.snapshot_window is None:
             store.write_snapshots(run_id, at, list(krs.values()), item_states)
-        elif not store.write_snapshots_once(run_id, at, list(krs.values()), item_states, options.snapshot_window):
-            log.debug("snapshot skipped: another worker wrote this round's within %s", options.snapshot_window)
-        _backfill_first_passes(config, store, krs, run_id, at)
+        else:
+            wrote = store.write_snapshots_once(run_id, at, list(krs.values()), item_states, options.snapshot_window)
+            if not wrote:
+                log.debug("snapshot skipped: another worker wrote this round's within %s", options.snapshot_window)
+        if wrote:  # only the round's snapshot writer: two workers would race on the same backfill rows
+            _backfill_first_passes(config, store, krs, run_id, at)
 
         writes = plan_writes(config, store, krs, at, failed_sources=failed)
         write_errors: list[str] = []
