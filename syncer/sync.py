@@ -9,6 +9,19 @@
 A source that fails changes nothing known from it: its cursor stays, nothing is retired, its key
 results keep their last values marked ``stale`` and its items are never flagged unaligned because
 of the failure. Pages fetched before the failure are newer truth and stay stored (at-least-once).
+
+Several workers on one store (``okrsync daemon --worker``, PostgreSQL):
+
+- a source is synced under its lease ``source:<name>`` (TTL ``$OKRSYNC_LEASE_TTL``, default 2 min),
+  taken just before the source and released right after, even on errors; a background thread
+  renews it every ``ttl / 4`` while the fetch runs. A dead holder on this host frees it at once,
+  any other holder only by expiry (holders are ``host:pid:random``);
+- every page, the cursor and the source's status are written in a transaction that first renews
+  the lease: a worker that lost it rolls back and abandons the source, so two workers never both
+  commit a pass of one source;
+- a source any worker attempted within ``fresh_for`` is not due; a worker that synced nothing
+  writes no run; of the others, the first in each ``snapshot_window`` writes the key-result
+  snapshot (``Store.write_snapshots_once``) and only that pass backfills history.
 """
 
 from __future__ import annotations
