@@ -486,6 +486,11 @@ def _rematch_if_rules_changed(config: Config, store: Store, index: RuleIndex) ->
     if store.get_meta("rules_hash") == digest:
         return
     with store.transaction():
+        # Writing this row locks it until commit: a second worker rematching at the same moment
+        # waits here, then sees the new hash and leaves (instead of a duplicate-key error).
+        store.set_meta("rematch_lock", digest)
+        if store.get_meta("rules_hash") == digest:
+            return
         store.clear_matches()
         for name in config.sources:
             members = store.get_members(name)

@@ -504,3 +504,34 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def test_two_workers_rematching_after_a_rules_change_do_not_collide(store_url: str) -> None:
+    """Both see a new rules hash at once: one recomputes the matches, the other waits and leaves."""
+    from syncer.matching import build_index, compile_rules
+    from syncer.sync import _rematch_if_rules_changed
+
+    with Store.open(store_url) as setup:
+        for start in range(0, 3000, 500):
+            setup.write_page("jira", [item("jira", n) for n in range(start, start + 500)], {}, None, NOW)
+    index = build_index(compile_rules(config()))
+    barrier = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def rematch() -> None:
+        try:
+            with Store.open(store_url) as store:
+                barrier.wait()
+                _rematch_if_rules_changed(config(), store, index)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rematch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with Store.open(store_url) as store:
+        assert len(store.kr_item_states("both")) == 3000, "every item (label x) matched once"
+        assert sum(len(m) for m in store.item_matches("jira", [f"jira-{n}" for n in range(3000)]).values()) == 3000
