@@ -159,11 +159,9 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
 
     config = _config(args)
     interval = parse_duration(args.interval) if args.interval else config.schedule.interval
-    host, _, port = (args.listen or "127.0.0.1:8080").rpartition(":")
-    if not port.isdigit():
-        raise ConfigError(f"--listen {args.listen}: write it HOST:PORT")
+    host, port = parse_listen(args.listen or "127.0.0.1:8080")
     daemon = Daemon(
-        Path(args.config_path), interval=interval, listen=(host or "127.0.0.1", int(port)),
+        Path(args.config_path), interval=interval, listen=(host, port),
         worker_mode=args.worker, once=args.once,
     )
     return daemon.run()
@@ -217,6 +215,15 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[v6]:PORT`` -> (host, port); a bad value is a usage error."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen {text}: write it HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    return host, int(port)
 
 
 def _config(args: argparse.Namespace) -> Config:

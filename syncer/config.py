@@ -71,6 +71,11 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     return timedelta(seconds=value)
 
 
+def format_duration(value: timedelta) -> str:
+    """``timedelta`` -> the way users write it (``15m``, ``1d``, ``90s``)."""
+    return _format_duration(value)
+
+
 def _format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

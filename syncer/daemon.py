@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connectors.http import redact
-from syncer.config import Config, load
+from syncer.config import Config, format_duration, load
 from syncer.errors import ConfigError, OkrsyncError, SyncBusyError
 from syncer.results import utc_now
 from syncer.store import Store
@@ -140,7 +141,7 @@ class Daemon:
         if self.listen is not None:
             self._serve(*self.listen)
         log.info("okrsync daemon started", extra={"fields": {
-            "interval": str(self.interval), "worker": self._worker,
+            "interval": format_duration(self.interval), "worker": self._worker,
             "listen": f"{self.listen[0]}:{self.listen[1]}" if self.listen else None}})
         try:
             self._job()
@@ -352,13 +353,20 @@ class Daemon:
 
     def _serve(self, host: str, port: int) -> None:
         try:
-            self.server = ThreadingHTTPServer((host, port), _handler(self))
+            server_class = _V6Server if ":" in host else ThreadingHTTPServer
+            self.server = server_class((host, port), _handler(self))
         except OSError as exc:  # a port in use or an address not on this host: one line, not a traceback
             reason = (exc.strerror or str(exc)).lower()
             raise OkrsyncError(f"cannot listen on {host}:{port}: {reason}") from None
         self.server.daemon_threads = True
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         thread.start()
+
+
+class _V6Server(ThreadingHTTPServer):
+    """``--listen [::1]:8080``: the same server on an IPv6 socket."""
+
+    address_family = socket.AF_INET6
 
 
 def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:

@@ -465,3 +465,22 @@ def test_traceback_only_with_debug(okrsync, tmp_path: Path) -> None:
     assert code != 0
     assert "Traceback (most recent call last)" in err
     assert "ConfigError" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:8080", ("127.0.0.1", 8080)), ("[::1]:9000", ("::1", 9000)), (":7000", ("127.0.0.1", 7000))],
+)
+def test_listen_addresses_parse(text: str, expected: tuple[str, int]) -> None:
+    from syncer.cli import parse_listen
+
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8080", "localhost", "host:http", "127.0.0.1:70000"])
+def test_bad_listen_addresses_are_usage_errors(text: str) -> None:
+    from syncer.cli import parse_listen
+    from syncer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="write it HOST:PORT"):
+        parse_listen(text)

@@ -382,3 +382,20 @@ def test_health_allows_for_the_jitter_between_passes(tmp_path: Path) -> None:
     ok, reason = daemon.health()
     assert not ok
     assert reason == "memory: last good pass 121s ago"
+
+
+def test_an_ipv6_listen_address_gets_an_ipv6_socket(tmp_path) -> None:
+    import socket as _socket
+
+    from syncer.daemon import Daemon
+
+    daemon = Daemon(tmp_path / "unused.yaml", listen=("::1", 0))
+    try:
+        daemon._serve("::1", 0)
+    except Exception as exc:  # noqa: BLE001 - a host without IPv6 loopback cannot run this check
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    assert daemon.server is not None
+    try:
+        assert daemon.server.socket.family == _socket.AF_INET6
+    finally:
+        daemon._shutdown()
