@@ -288,18 +288,20 @@ def _progress_hook() -> Callable[[str, int, bool], None]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
                         console=__import__("rich.console").console.Console(stderr=True))
     tasks: dict[str, Any] = {}
+    running = [False]
 
     def hook(source: str, fetched: int, finished: bool) -> None:
-        if not tasks:
+        if not running[0]:
             progress.start()
+            running[0] = True
         if source not in tasks:
             tasks[source] = progress.add_task(f"{source}: fetching…", total=None)
         label = f"{source}: {fetched} items" + (" ✓" if finished else " …")
         progress.update(tasks[source], description=label)
         if finished:
             progress.stop_task(tasks[source])
-            if all(progress.tasks[i].finished or progress.tasks[i].stop_time for i in range(len(progress.tasks))):
-                progress.stop()
+            progress.stop()  # the next source (or the report) starts on a clean line
+            running[0] = False
 
     return hook
 

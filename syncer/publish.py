@@ -30,7 +30,7 @@ def render_value(kind: str, kr: KeyResultProgress) -> str:
     if kind == "body_block":
         return render_block(kr)
     unit = unit_of(kr.metric)
-    current = f"{kr.current:g}{unit}" if unit == "%" else f"{kr.current:g}"
+    current = f"{round(kr.current)}{unit}" if unit == "%" else f"{round(kr.current, 1):g}"
     return f"okrsync: {kr.title}: {percent}% of target ({current}; status {kr.status.value.replace('_', ' ')})"
 
 
@@ -39,7 +39,7 @@ def render_block(kr: KeyResultProgress) -> str:
     filled = round(kr.progress * 20)
     bar = "█" * filled + "░" * (20 - filled)
     unit = unit_of(kr.metric)
-    current = f"{kr.current:g}{unit}" if unit == "%" else f"{kr.current:g}"
+    current = f"{round(kr.current)}{unit}" if unit == "%" else f"{round(kr.current, 1):g}"
     target = f"{kr.target:g}{unit}" if unit == "%" else f"{kr.target:g}"
     return (
         f"**{kr.title}** (`{kr.id}`)\n\n"

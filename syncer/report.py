@@ -565,7 +565,7 @@ def render_table(data: ReportData, *, color: bool = False, width: int | None = N
         for name in ("Source", "Target", "Kind", "Value", "Reason"):
             writes.add_column(name, overflow="fold")
         for w in data.writes:
-            writes.add_row(w.source, w.target, w.kind, w.value, w.reason)
+            writes.add_row(w.source, w.target, w.kind, write_summary(w.value), w.reason)
         console.print(writes)
     return buf.getvalue()
 
@@ -729,7 +729,8 @@ def render_markdown(data: ReportData) -> str:
         out += ["## Planned write-backs (dry run)" if data.dry_run else "## Write-backs", ""]
         out += _md_table(
             ["Source", "Target", "Kind", "Value", "Reason"],
-            ([_md(w.source), _md(w.target), _md(w.kind), _md(w.value), _md(w.reason)] for w in data.writes),
+            ([_md(w.source), _md(w.target), _md(w.kind), _md(write_summary(w.value)), _md(w.reason)]
+             for w in data.writes),
         )
         out.append("")
     return "\n".join(out)
@@ -1193,7 +1194,8 @@ def render_html(data: ReportData) -> str:
         out.append(
             _html_table(
                 [("Source", ""), ("Target", ""), ("Kind", ""), ("Value", "title"), ("Reason", "")],
-                ([_e(w.source), _e(w.target), _e(w.kind), _e(w.value), _e(w.reason)] for w in data.writes),
+                ([_e(w.source), _e(w.target), _e(w.kind), _e(write_summary(w.value)), _e(w.reason)]
+                 for w in data.writes),
                 stack=True,
             )
         )
@@ -1203,3 +1205,9 @@ def render_html(data: ReportData) -> str:
         "</div></body></html>\n"
     )
     return "\n".join(out)
+
+
+def write_summary(value: str, limit: int = 60) -> str:
+    """One line for a planned write in a table: a body block's text is long and multi-line."""
+    line = " ".join(value.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
