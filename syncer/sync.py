@@ -208,8 +208,8 @@ def run_once(
         failed = {o.name for o in outcomes if not o.ok}
         at = now()
         krs = compute_key_results(config, store, at, failed_sources=failed)
-        changes = _changes(store, krs)
         item_states = {kr_id: store.kr_item_states(kr_id) for kr_id in krs}
+        changes = _changes(store, krs, item_states)
         wrote = True
         if options.snapshot_window is None:
             store.write_snapshots(run_id, at, list(krs.values()), item_states)
@@ -420,14 +420,19 @@ def _record_write(store: Store, write: PlannedWrite, at: datetime) -> None:
 # -- key results ----------------------------------------------------------------------------
 
 
-def _changes(store: Store, krs: Mapping[str, Any]) -> dict[str, KeyResultChange]:
-    """Each key result's change against the latest stored snapshot (before this pass writes one)."""
+def _changes(
+    store: Store, krs: Mapping[str, Any], item_states: Mapping[str, Mapping[str, str]]
+) -> dict[str, KeyResultChange]:
+    """Each key result's change against the latest stored snapshot (before this pass writes one).
+
+    ``item_states`` are the states this pass snapshots: read once, not once more here (a
+    key result over 30k items costs a query and a dict per read)."""
     latest = store.latest_snapshots()
     changes: dict[str, KeyResultChange] = {}
     for kr_id, kr in krs.items():
         before = latest.get(kr_id)
         before_items: Mapping[str, str] = before.get("items", {}) if before else {}
-        after_items = store.kr_item_states(kr_id)
+        after_items = item_states.get(kr_id, {})
         change = describe_change(None, kr, _expand_states(before_items), after_items)
         if before is not None:
             change = KeyResultChange(
