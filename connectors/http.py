@@ -97,6 +97,10 @@ class HttpPolicy:
     """Up to this share of the wait is added at random (never subtracted)."""
     unknown_limit_wait: float = 60.0
     """Wait after a rate limit that names no time (GitHub secondary limit without headers)."""
+    unknown_limit_cap: float = 900.0
+    """That wait doubles per attempt up to this many seconds."""
+    near_limit_pause: float = 1.0
+    """Seconds between requests after the tracker warned the budget is nearly spent."""
     deadline: float | None = None
     """Seconds from the client's creation after which no wait may end (the pass deadline)."""
 
@@ -252,7 +256,8 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         floor: float = exc.floor if isinstance(exc, _Retry) else 0.0
         if isinstance(exc, _Retry) and exc.rate_limited and floor <= 0:
-            floor = self.policy.unknown_limit_wait * (2 ** max(0, state.attempt_number - 1))
+            floor = min(self.policy.unknown_limit_cap,
+                        self.policy.unknown_limit_wait * (2 ** max(0, state.attempt_number - 1)))
         growth = self.policy.backoff_base * 2 ** (state.attempt_number - 1)
         backoff: float = min(self.policy.backoff_max, growth)
         wait = max(floor, backoff)
@@ -286,8 +291,10 @@ class HttpClient:
                     self._not_before = self.monotonic() + reset
         near = raw.headers.get("X-RateLimit-NearLimit", "").lower() == "true"
         if near or "Beta-Retry-After" in raw.headers:
-            # Advisory only (research fact 28): never sleep on it, just note it for the metrics.
+            # Advisory (research fact 28): not an order to sleep out the quoted wait, but a reason
+            # to pace down — the next request leaves a short pause instead of going at once.
             self.near_limit_signals += 1
+            self._not_before = max(self._not_before, self.monotonic() + self.policy.near_limit_pause)
 
     @staticmethod
     def _is_rate_limited(raw: requests.Response) -> bool:

@@ -373,6 +373,7 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "okrsync"
         sys_version = ""
+        timeout = 10  # a client that trickles its request (slowloris) is cut off, not waited on
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             return

@@ -196,3 +196,26 @@ def test_a_stop_request_interrupts_a_wait() -> None:
     with pytest.raises(TransientError, match="stopped"):
         client.get_json("x")
     assert client.request_count == 0
+
+
+@responses.activate(registry=registries.OrderedRegistry)
+def test_a_near_limit_warning_paces_the_next_request_without_sleeping_out_beta_retry_after() -> None:
+    clock = FakeClock()
+    responses.add_callback("GET", f"{BASE}/x", callback=stamp(clock, 200, "{}", {"X-RateLimit-NearLimit": "true",
+                                                                               "Beta-Retry-After": "1800"}))
+    responses.add_callback("GET", f"{BASE}/x", callback=stamp(clock, 200, "{}"))
+    client = make_client(clock, near_limit_pause=1.0)
+    client.get_json("x")
+    client.get_json("x")
+    assert clock.sent_at[1] - clock.sent_at[0] == pytest.approx(1.0)
+    assert client.near_limit_signals == 1
+
+
+@responses.activate
+def test_a_rate_limit_without_a_time_doubles_up_to_the_cap() -> None:
+    clock = FakeClock()
+    responses.add("GET", f"{BASE}/x", status=429)
+    client = make_client(clock, attempts=6, unknown_limit_wait=60, unknown_limit_cap=200, jitter=0.0)
+    with pytest.raises(RateLimitedError):
+        client.get_json("x")
+    assert clock.sleeps == [60, 120, 200, 200, 200]

@@ -541,13 +541,15 @@ def test_f24_cloud_detected_without_deployment_type(tmp_path: Path, clock: FakeC
 
 @responses.activate
 def test_f25_advisory_headers_on_200_never_sleep() -> None:
+    """Not an order to sleep out Beta-Retry-After (30 s): only a short pause before the next request."""
     responses.add(responses.GET, "https://jira.test/x", json={"ok": 1},
                   headers={"Beta-Retry-After": "30", "X-RateLimit-NearLimit": "true"})
     responses.add(responses.GET, "https://jira.test/x", json={"ok": 2})
     slept: list[float] = []
     client = HttpClient("j", "https://jira.test", sleep=slept.append)
     assert client.get_json("x") == {"ok": 1} and client.get_json("x") == {"ok": 2}
-    assert slept == [] and client.near_limit_signals == 1
+    assert client.near_limit_signals == 1
+    assert len(slept) == 1 and 0 < slept[0] <= client.policy.near_limit_pause < 30
 
 
 # -- 26, 27, 28 -------------------------------------------------------------------------------------
