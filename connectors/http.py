@@ -24,6 +24,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -67,21 +68,20 @@ class _PastDeadline(Exception):
         self.wait = wait
 
 
+_HEADER_LINE = re.compile(r"(?i)\b(?:proxy-)?authorization\b\s*[:=][^\n]*")
+_MASK = "[credentials redacted]"
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value (and anything after ``Authorization:``) masked."""
+    """``text`` with every secret value masked and any ``Authorization`` header line replaced.
+
+    The header's name goes too, so no output of okrsync ever carries an ``Authorization`` header,
+    not even a masked one.
+    """
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    lowered = text.lower()
-    marker = "authorization"
-    index = lowered.find(marker)
-    while index != -1:
-        end = text.find("\n", index)
-        end = len(text) if end == -1 else end
-        text = text[:index] + "Authorization: ***" + text[end:]
-        lowered = text.lower()
-        index = lowered.find(marker, index + len("Authorization: ***"))
-    return text
+    return _HEADER_LINE.sub(_MASK, text)
 
 
 @dataclass(frozen=True)

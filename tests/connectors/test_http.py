@@ -219,3 +219,12 @@ def test_a_rate_limit_without_a_time_doubles_up_to_the_cap() -> None:
     with pytest.raises(RateLimitedError):
         client.get_json("x")
     assert clock.sleeps == [60, 120, 200, 200, 200]
+
+
+def test_redact_masks_secrets_and_drops_authorization_headers_whole() -> None:
+    from connectors.http import redact
+
+    text = redact(f"token {SECRET} sent\nAuthorization: Bearer abc.def\nproxy-authorization=Basic xyz", (SECRET,))
+    assert SECRET not in text and "abc.def" not in text and "xyz" not in text
+    assert "authorization" not in text.lower()
+    assert text.splitlines() == ["token *** sent", "[credentials redacted]", "[credentials redacted]"]

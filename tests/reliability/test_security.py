@@ -33,8 +33,8 @@ from tests.reliability.harness import ENV, GITHUB_TOKEN, JIRA_EMAIL, JIRA_TOKEN,
 
 BASIC = base64.b64encode(f"{JIRA_EMAIL}:{JIRA_TOKEN}".encode()).decode()
 FORBIDDEN = (JIRA_TOKEN, GITHUB_TOKEN, BASIC, f"Bearer {GITHUB_TOKEN}", JIRA_TOKEN[4:20], GITHUB_TOKEN[4:16])
-HEADER = re.compile(rb"authorization\s*+[:=]\s*+(?!(?:\\?\*){3})\S{0,20}", re.IGNORECASE)
-"""An ``Authorization`` header with any value but the mask ``***`` (``redact`` writes ``Authorization: ***``)."""
+HEADER = re.compile(rb"authorization\s*+[:=]\s*+\S{0,20}", re.IGNORECASE)
+"""An ``Authorization`` header with any value at all, masked or not (``redact`` drops the header)."""
 
 
 def free_port() -> int:
@@ -68,7 +68,8 @@ def http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
 
 def test_the_leak_scan_finds_what_it_looks_for() -> None:
     assert leaks("x", f"...{JIRA_TOKEN}...") and leaks("x", f"Authorization: Basic {BASIC[:8]}")
-    assert leaks("x", b"authorization=Bearer abc") and not leaks("x", "Authorization: *** and \\*\\*\\*")
+    assert leaks("x", b"authorization=Bearer abc") and leaks("x", "Authorization: ***")
+    assert not leaks("x", "[credentials redacted] and *** and an authorization-free line")
 
 
 @pytest.mark.slow
