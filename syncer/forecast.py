@@ -54,7 +54,8 @@ def forecast(
     ended (expected = 1): done at >= 1, on track at >= 0.9, at risk at >= 0.75, else off track.
     ``baseline`` stands in for an unset ``start`` as in ``compute_key_result``.
     """
-    in_cycle = [p for p in history if cycle.starts_at <= p.at < cycle.ends_at and p.at <= now]
+    first, end = cycle.starts_at, min(cycle.ends_at, now + timedelta.resolution)  # properties: read once
+    in_cycle = [p for p in history if first <= p.at < end]
     in_cycle.sort(key=lambda p: p.at)
     daily: dict[object, HistoryPoint] = {}
     for point in in_cycle:  # one point per UTC day (the day's last): a pass every 15 min is not 96 trends
