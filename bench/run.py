@@ -198,10 +198,16 @@ def _overlap_window(sandbox: Sandbox, config: Config) -> int:
     return int(sandbox.control(sandbox.jira, "bench_info", {"jql": [window]})["jql"][window])
 
 
-def _okrsync_krs(report: dict[str, Any]) -> dict[str, Any]:
-    return {kr["id"]: {"current": round(float(kr["current"]), 2), "total": kr["items"]["total"],
-                       "done": kr["items"]["done"]}
-            for objective in report["objectives"] for kr in objective["key_results"]}
+def _stored(config: Config) -> tuple[int, dict[str, Any]]:
+    """What the last okrsync pass fetched and the key results it stored (read from its store, so
+    the pass can print its default table rather than a JSON report for us to parse)."""
+    with Store.open(config.store_url()) as store:
+        last = store.last_runs(1)[0]
+        snapshots = store.latest_snapshots()
+    fetched = sum(int(s.get("fetched", 0)) for s in last["detail"].get("sources", []))
+    krs = {kr: {"current": round(float(s["current"]), 2), "total": s["total"], "done": s["done"]}
+           for kr, s in snapshots.items()}
+    return fetched, krs
 
 
 def _compare(ours: dict[str, Any], naive: dict[str, Any]) -> list[str]:
@@ -210,7 +216,8 @@ def _compare(ours: dict[str, Any], naive: dict[str, Any]) -> list[str]:
 
 
 def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_timeout: float = 1500.0,
-              workdir: Path | None = None, profile: Path | None = None, log: Any = None) -> Result:
+              workdir: Path | None = None, profile: Path | None = None, log: Any = None,
+              fmt: str = "table") -> Result:
     """The whole bench at ``size`` issues; see the module docstring."""
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     folder = workdir or Path(tempfile.mkdtemp(prefix="okrsync-bench-"))
@@ -228,7 +235,7 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
         config = folder / "okrs.yaml"
         config.write_text(config_text(info, f"sqlite:///{db}"), encoding="utf-8")
         env = {**os.environ, **ENV, "NO_COLOR": "1"}
-        okrsync = [sys.executable, "-m", "syncer", "sync", "-c", str(config), "--format", "json"]
+        okrsync = [sys.executable, "-m", "syncer", "sync", "-c", str(config), "--format", fmt]
         naive_cmd = [sys.executable, "-m", "bench.naive", "-c", str(config)]
         repos: dict[str, int] = github_info["repos"]
         n_jira = int(jira_info["issues"])
@@ -253,8 +260,8 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
             return profile / f"{name}.txt" if profile is not None else None
 
         full, logs = step("okrsync full", [*okrsync, "--full"], prof("full"))
-        report = json.loads(full.stdout)
-        result.fetched["full"] = sum(int(s["fetched"]) for s in report["sources"])
+        loaded = load(config, env=ENV)
+        result.fetched["full"], ours_full = _stored(loaded)
         jql_pages = sum(max(1, _cdiv(m, 5000)) for m in jql_sizes.values())
         floor = 2 + max(1, _cdiv(n_jira, 5000)) + _cdiv(n_jira, 1000) + 1 + jql_pages
         result.rows.append(Row("full", "jira", len(logs["jira"]), floor,
@@ -264,8 +271,6 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
         quota = _github_quota(logs["github"])
         result.rows.append(Row("full", "github", len(logs["github"]), floor,
                                f"Σ{len(repos)} repos ⌈n_r/100⌉ (N={n_github})", quota))
-        ours_full = _okrsync_krs(report)
-        loaded = load(config, env=ENV)
         reread = _overlap_window(sandbox, loaded)
         if naive:
             run, logs = step("naive full", naive_cmd)
@@ -279,8 +284,7 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
         say(f"bench: changed {jira_changed} Jira issues and {github_changes['changed']} GitHub issues "
             f"in {len(per_repo)} repositories")
         incr, logs = step("okrsync incremental", okrsync, prof("incremental"))
-        report = json.loads(incr.stdout)
-        result.fetched["incremental"] = sum(int(s["fetched"]) for s in report["sources"])
+        result.fetched["incremental"], ours_incr = _stored(loaded)
         floor = max(1, _cdiv(jira_changed + reread, 100)) + len(jql_sizes) * _cdiv(jira_changed, 1000)
         result.rows.append(Row("incremental", "jira", len(logs["jira"]), floor,
                                f"⌈(k+o)/100⌉ one query (k={jira_changed} changed, o={reread} re-read in the "
@@ -293,7 +297,6 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
                   f"={quota_floor}", quota)
         row.ok = _within(row.requests, floor) and _within(quota, quota_floor)
         result.rows.append(row)
-        ours_incr = _okrsync_krs(report)
         reread_idle = _overlap_window(sandbox, loaded)
         if naive:
             run, logs = step("naive incremental", naive_cmd)
@@ -302,7 +305,7 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
 
         # -- idle --------------------------------------------------------------------------------
         idle, logs = step("okrsync idle", okrsync, prof("idle"))
-        result.fetched["idle"] = sum(int(s["fetched"]) for s in json.loads(idle.stdout)["sources"])
+        result.fetched["idle"] = _stored(loaded)[0]
         result.rows.append(Row("idle", "jira", len(logs["jira"]), max(1, _cdiv(reread_idle, 100)),
                                f"1 request per source; ⌈o/100⌉ while the o={reread_idle} issues changed in the "
                                "overlap window before the newest change are re-read"))
@@ -372,10 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path,
                         help="profile each okrsync pass with pyinstrument into this folder (slows them down)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                        help="okrsync sync's output (default: its default, the table)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     result = run_bench(args.size, naive=not args.no_naive, fraction=args.fraction, step_timeout=args.step_timeout,
-                       workdir=args.dir, profile=args.profile)
+                       workdir=args.dir, profile=args.profile, fmt=args.format)
     print(table(result))
     print(f"bench wall time: {time.monotonic() - started:.1f} s")
     if args.json:
