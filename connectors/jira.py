@@ -166,6 +166,8 @@ _IN_BATCH = 1000
 _MAX_PAGES = 100_000
 _PARENT_DEPTH = 5
 _RECENT_CAP = 2000
+_DATE_RESOLUTION_MS = 1000
+"""An HTTP ``Date`` is whole seconds, stamped after the query ran."""
 _META_KEY = "jira_meta"
 _SIMPLE_SCOPE = re.compile(r"^\s*project\s*(?:=\s*\"?([\w-]+)\"?|in\s*\(([^()]*)\))\s*$", re.IGNORECASE)
 _LOST = ("does not exist for the field 'project'", "do not have permission", "does not exist or you")
@@ -830,13 +832,18 @@ class _Scan:
                     self.max_updated_ms = ms
 
     def cursor_ms(self, old: int | None) -> int:
-        """max(updated) seen, never past the server's clock at the scan's start (an update made
-        while we paged is read again next time), never behind the old cursor."""
-        candidate = self.max_updated_ms
-        if candidate is not None and self.start_ms is not None:
-            candidate = min(candidate, self.start_ms)
+        """The server's clock when the scan started (research §3 fault 11: the high-water mark is
+        taken before the scan; the next query subtracts the overlap), less the ``Date`` header's
+        one-second resolution so it is never ahead of what the scan's first query saw. Not
+        ``max(updated)``: after a burst that would keep the burst inside every later overlap
+        window, and each idle pass would re-read it page by page. Without a ``Date`` header,
+        the newest update seen. Never behind the old cursor."""
+        if self.start_ms is not None:
+            candidate: int | None = self.start_ms - _DATE_RESOLUTION_MS
+        else:
+            candidate = self.max_updated_ms
         if candidate is None:
-            candidate = old if old is not None else (self.start_ms or 0)
+            candidate = old if old is not None else 0
         return max(candidate, old or 0)
 
 

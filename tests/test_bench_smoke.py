@@ -1,7 +1,8 @@
 """The issue-7 bench harness at a small size: every request row is at its floor (no timings).
 
 Runs ``bench.run.run_bench`` for real: the sandbox in its own process, ``okrsync sync`` (full,
-incremental after 1% changed, idle) and the naive script as subprocesses, requests counted from
+incremental after 1% changed, idle, idle once the
+overlap has passed) and the naive script as subprocesses, requests counted from
 the sandbox's log. Asserts the request counts against the floors, the idle pass's zero GitHub
 quota and single Jira request, and that okrsync and the naive script agree on all 40 key results.
 """
@@ -17,16 +18,18 @@ def test_a_500_issue_bench_is_at_the_request_floor_and_agrees_with_the_naive_scr
     result = run_bench(500, workdir=tmp_path, step_timeout=60, log=lambda _text: None)
     rendered = table(result)
     rows = {(r.phase, r.source): r for r in result.rows}
-    assert set(rows) == {(p, s) for p in ("full", "incremental", "idle") for s in ("jira", "github")}, rendered
+    phases = ("full", "incremental", "idle", "idle later")
+    assert set(rows) == {(p, s) for p in phases for s in ("jira", "github")}, rendered
     assert all(r.ok for r in result.rows), rendered
     assert all(r.requests <= r.floor + r.floor // 100 for r in result.rows), rendered
     # GitHub: 100 repositories of 2-3 issues, one page each; idle costs no quota at all.
     assert rows["full", "github"].requests == rows["full", "github"].floor == 100
     assert rows["idle", "github"].quota == 0 and rows["idle", "github"].requests == 100
     assert rows["idle", "jira"].requests == 1
+    assert rows["idle later", "jira"].requests == 1 and rows["idle later", "github"].quota == 0
     # 1% of 250 GitHub issues is 2 (or 3) changes: only those repositories cost quota.
     assert 1 <= (rows["incremental", "github"].quota or 0) <= 3
-    assert result.fetched["full"] == 500 and result.fetched["idle"] == 0
+    assert result.fetched["full"] == 500 and result.fetched["idle"] == result.fetched["idle later"] == 0
     assert result.agree == {"full": [], "incremental": []}, rendered
     assert result.naive_requests["full"] > rows["full", "jira"].requests + rows["full", "github"].requests
     assert result.passed and "RESULT: PASS" in rendered

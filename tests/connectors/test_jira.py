@@ -169,7 +169,7 @@ def test_metadata_is_cached_in_state_so_an_idle_pass_is_one_request() -> None:
 
 
 @responses.activate
-def test_cursor_is_an_epoch_ms_literal_minus_overlap_and_moves_to_the_newest_update() -> None:
+def test_cursor_is_an_epoch_ms_literal_minus_overlap_and_moves_to_the_server_clock_at_scan_start() -> None:
     meta()
     responses.add(
         "POST",
@@ -181,8 +181,10 @@ def test_cursor_is_an_epoch_ms_literal_minus_overlap_and_moves_to_the_newest_upd
     jql = bodies("/search/jql")[0]["jql"]
     assert f"updated >= {CURSOR['updated_ms'] - 600_000}" in jql
     assert "'" not in jql and "ORDER BY updated ASC" in jql
-    newest = int(datetime(2026, 11, 23, 11, 0, tzinfo=UTC).timestamp() * 1000)
-    assert pages[-1].cursor == {"updated_ms": newest, "recent": {"10001": newest}}
+    # The server's Date (less its one-second resolution), not the newest update (11:00): the
+    # next window starts at 11:49:59, so the 11:00 issue is not re-read (research §3 fault 11).
+    start = int(datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp() * 1000) - 1000
+    assert pages[-1].cursor == {"updated_ms": start, "recent": {}}
 
 
 @responses.activate
@@ -196,7 +198,37 @@ def test_cursor_never_passes_the_server_clock_at_scan_start() -> None:
     )
     pages = list(make().fetch(CURSOR, full=False, census=False, rules=[]))
     assert pages[-1].cursor is not None
-    assert pages[-1].cursor["updated_ms"] == int(datetime(2026, 11, 23, 12, tzinfo=UTC).timestamp() * 1000)
+    assert pages[-1].cursor["updated_ms"] == int(datetime(2026, 11, 23, 12, tzinfo=UTC).timestamp() * 1000) - 1000
+
+
+@responses.activate
+def test_after_a_burst_the_pass_after_next_reads_one_empty_page() -> None:
+    """The cursor follows the server clock at each scan's start, so a burst leaves the overlap
+    window once a pass has started more than ``overlap`` after it (with ``max(updated)`` it stayed
+    inside every later window and each idle pass re-read it page by page)."""
+    meta()
+    search = f"{CLOUD}/rest/api/3/search/jql"
+    burst = [issue(n, "2026-11-23T11:59:00.000+0000") for n in range(1, 4)]
+    responses.add("POST", search, json={"issues": burst}, headers={"Date": "Mon, 23 Nov 2026 12:00:00 GMT"})
+    responses.add("POST", search, json={"issues": burst}, headers={"Date": "Mon, 23 Nov 2026 12:15:00 GMT"})
+    responses.add("POST", search, json={"issues": []}, headers={"Date": "Mon, 23 Nov 2026 12:30:00 GMT"})
+    state: dict[str, Any] = {}
+    cursor: Any = CURSOR
+    got: list[list[str]] = []
+    for _ in range(3):
+        connector = make(state=state, overlap="10m")
+        pages = list(connector.fetch(cursor, full=False, census=False, rules=[]))
+        cursor = pages[-1].cursor
+        got.append(collect(pages))
+    assert got == [["PLAT-1", "PLAT-2", "PLAT-3"], [], []]  # the re-read burst is no change
+
+    def ms(h: int, m: int, s: int) -> int:
+        return int(datetime(2026, 11, 23, h, m, s, tzinfo=UTC).timestamp() * 1000)
+
+    windows = [b["jql"].split("updated >= ")[1].split(" ")[0] for b in bodies("/search/jql")]
+    assert windows == [str(CURSOR["updated_ms"] - 600_000), str(ms(11, 49, 59)), str(ms(12, 4, 59))]
+    assert connector.requests == 1  # the third pass: one request, past the burst
+    assert cursor == {"updated_ms": ms(12, 29, 59), "recent": {}}
 
 
 @responses.activate
