@@ -328,7 +328,8 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
         later, logs = step("okrsync idle later", okrsync, prof("idle-later"))
         result.fetched["idle later"] = _stored(loaded)[0]
         result.rows.append(Row("idle later", "jira", len(logs["jira"]), 1,
-                               f"1 request per source (the previous pass began > overlap = {overlap_s:.0f} s after the burst)"))
+                               f"1 request per source (the previous pass began > overlap = {overlap_s:.0f} s after "
+                               "the burst)"))
         quota = _github_quota(logs["github"])
         row = Row("idle later", "github", len(logs["github"]), len(repos), f"R={len(repos)} conditional, quota 0",
                   quota)
