@@ -8,6 +8,7 @@ that changed nothing writes nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
@@ -22,28 +23,33 @@ BLOCK_START = "<!-- okrsync:start -->"
 BLOCK_END = "<!-- okrsync:end -->"
 
 
+def _floor_percent(value: float) -> int:
+    """Whole percent rounded down, like the report: an unfinished key result never reads 100%."""
+    return math.floor(value + 1e-9)
+
+
 def render_value(kind: str, kr: KeyResultProgress) -> str:
     """The text written for one key result: a bare percentage for number fields, else a summary."""
-    percent = round(kr.progress * 100)
+    percent = _floor_percent(kr.progress * 100)
     if kind == "field":
         return str(percent)
     if kind == "body_block":
         return render_block(kr)
     unit = unit_of(kr.metric)
-    current = f"{round(kr.current)}{unit}" if unit == "%" else f"{round(kr.current, 1):g}"
+    current = f"{_floor_percent(kr.current)}{unit}" if unit == "%" else f"{round(kr.current, 1):g}"
     return f"okrsync: {kr.title}: {percent}% of target ({current}; status {kr.status.value.replace('_', ' ')})"
 
 
 def render_block(kr: KeyResultProgress) -> str:
     """The markdown kept between the okrsync markers of a GitHub issue body."""
-    filled = round(kr.progress * 20)
+    filled = min(20, math.floor(kr.progress * 20 + 1e-9))
     bar = "█" * filled + "░" * (20 - filled)
     unit = unit_of(kr.metric)
-    current = f"{round(kr.current)}{unit}" if unit == "%" else f"{round(kr.current, 1):g}"
+    current = f"{_floor_percent(kr.current)}{unit}" if unit == "%" else f"{round(kr.current, 1):g}"
     target = f"{kr.target:g}{unit}" if unit == "%" else f"{kr.target:g}"
     return (
         f"**{kr.title}** (`{kr.id}`)\n\n"
-        f"`{bar}` {round(kr.progress * 100)}% · {current} of {target} · "
+        f"`{bar}` {_floor_percent(kr.progress * 100)}% · {current} of {target} · "
         f"status: {kr.status.value.replace('_', ' ')}\n\n"
         f"_Items: {kr.tally.done} done, {kr.tally.in_progress} in progress, {kr.tally.todo} to do._"
     )
