@@ -29,6 +29,8 @@ __all__ = [
     "State",
     "Status",
     "Tally",
+    "UnalignedGroup",
+    "UnalignedSummary",
     "WorkItem",
 ]
 
@@ -275,6 +277,32 @@ class KeyResultDetail:
     """(total now - total at the cycle's first snapshot) / that first total, for percent metrics."""
     items: tuple[ReportItem, ...] = ()
     change: KeyResultChange | None = None
+    item_count: int | None = None
+    """Items behind the key result when ``items`` is capped (``None``: ``items`` is all of them)."""
+
+    @property
+    def items_total(self) -> int:
+        """How many items there are in all, shown or not ("showing 100 of 2,345")."""
+        return len(self.items) if self.item_count is None else max(self.item_count, len(self.items))
+
+
+@dataclass(frozen=True, slots=True)
+class UnalignedGroup:
+    """Unaligned items of one source and container (Jira project, GitHub repository)."""
+
+    source: str
+    container: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnalignedSummary:
+    """SQL aggregates over ALL unaligned items, so a report can list a few and still count all."""
+
+    count: int
+    groups: tuple[UnalignedGroup, ...] = ()
+    total_work_items: int | None = None
+    """Candidates matched or not (the share's denominator), when computed in the same query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,3 +325,22 @@ class ReportData:
     writes: tuple[PlannedWrite, ...] = ()
     dry_run: bool = False
     requests: int = 0
+    unaligned_count: int | None = None
+    """All unaligned items when ``unaligned`` is capped (``None``: the list is all of them)."""
+    unaligned_groups: tuple[UnalignedGroup, ...] | None = None
+    """Counts per source and container over all unaligned items (``None``: group the list)."""
+
+    @property
+    def unaligned_total(self) -> int:
+        """How many items are unaligned in all, whether or not the list shows each one."""
+        return len(self.unaligned) if self.unaligned_count is None else self.unaligned_count
+
+    def unaligned_by_group(self) -> tuple[UnalignedGroup, ...]:
+        """Per source and container counts: the stored aggregates, else counted from the list."""
+        if self.unaligned_groups is not None:
+            return self.unaligned_groups
+        counts: dict[tuple[str, str], int] = {}
+        for item in self.unaligned:
+            key = (item.source, item.container)
+            counts[key] = counts.get(key, 0) + 1
+        return tuple(UnalignedGroup(source, container, n) for (source, container), n in counts.items())

@@ -44,7 +44,10 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
+    union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -55,7 +58,16 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from syncer.errors import StoreError, VisibilityLostError
-from syncer.model import HistoryPoint, ItemKind, KeyResultProgress, State, Tally, WorkItem
+from syncer.model import (
+    HistoryPoint,
+    ItemKind,
+    KeyResultProgress,
+    State,
+    Tally,
+    UnalignedGroup,
+    UnalignedSummary,
+    WorkItem,
+)
 from syncer.store_schema import (
     backfill,
     checkins,
@@ -86,6 +98,8 @@ _ANALYZE_MIN = 10_000
 """Refresh statistics after this many written items, or after as many as the table held."""
 _RETIRE_MIN = 5
 """The visibility guard ignores disappearances of this many items or fewer."""
+_DAY_KEYS = 400
+"""Literal rows per statement in ``daily_histories`` (SQLite allows 500 SELECTs in a compound)."""
 
 _STATE_LETTER = {"todo": "t", "in_progress": "p", "done": "d", "unknown": "u"}
 _LETTER_STATE = {v: k for k, v in _STATE_LETTER.items()}
@@ -568,9 +582,14 @@ class Store:
     # -- progress ---------------------------------------------------------------------------------
 
     def tallies(self, cycle_start: datetime, cycle_end: datetime) -> dict[str, Tally]:
-        """Per key result, over live matched items, in one grouped query (CONTRACT §3)."""
+        """Per key result, over live matched items, in one grouped query (CONTRACT §3).
+
+        One pass over the matches: excluded (won't do) items are counted apart by their own
+        CASE instead of a second join (which cost as much as the first at 200k items).
+        """
         i = items_t
-        is_done = i.c.state == State.DONE.value
+        counted = not_(i.c.excluded)
+        is_done = and_(counted, i.c.state == State.DONE.value)
         points = func.coalesce(i.c.points, 0.0)
         # A done item without done_at counts by its last update, as ``progress.tally`` does.
         done_at = func.coalesce(i.c.done_at, i.c.updated_at)
@@ -586,33 +605,27 @@ class Store:
         query = (
             select(
                 matches.c.kr_id,
-                func.count(),
+                count_if(counted),
                 count_if(is_done),
-                count_if(i.c.state == State.IN_PROGRESS.value),
-                count_if(i.c.state == State.TODO.value),
-                count_if(i.c.state.not_in(known)),
-                func.sum(points),
+                count_if(and_(counted, i.c.state == State.IN_PROGRESS.value)),
+                count_if(and_(counted, i.c.state == State.TODO.value)),
+                count_if(and_(counted, i.c.state.not_in(known))),
+                points_if(counted),
                 points_if(is_done),
                 count_if(in_cycle),
                 points_if(in_cycle),
-                count_if(i.c.points.is_(None)),
+                count_if(and_(counted, i.c.points.is_(None))),
+                count_if(i.c.excluded),
             )
             .select_from(matches.join(i, and_(i.c.source == matches.c.source, i.c.id == matches.c.item_id)))
-            .where(i.c.retired_at.is_(None), not_(i.c.excluded), i.c.kind != ItemKind.SUBTASK.value)
-            .group_by(matches.c.kr_id)
-        )
-        excluded_query = (
-            select(matches.c.kr_id, func.count())
-            .select_from(matches.join(i, and_(i.c.source == matches.c.source, i.c.id == matches.c.item_id)))
-            .where(i.c.retired_at.is_(None), i.c.excluded, i.c.kind != ItemKind.SUBTASK.value)
+            .where(i.c.retired_at.is_(None), i.c.kind != ItemKind.SUBTASK.value)
             .group_by(matches.c.kr_id)
         )
         with self._read("compute tallies") as conn:
             rows = conn.execute(query).all()
-            excluded = {str(kr): int(n) for kr, n in conn.execute(excluded_query).all()}
-        result = {
+        return {
             r[0]: Tally(
-                total=int(r[1]),
+                total=int(r[1] or 0),
                 done=int(r[2] or 0),
                 in_progress=int(r[3] or 0),
                 todo=int(r[4] or 0),
@@ -622,26 +635,47 @@ class Store:
                 done_in_cycle=int(r[8] or 0),
                 points_done_in_cycle=float(r[9] or 0.0),
                 unestimated=int(r[10] or 0),
-                excluded=excluded.get(r[0], 0),
+                excluded=int(r[11] or 0),
             )
             for r in rows
         }
-        for kr_id, count in excluded.items():  # a key result whose items were all won't-do
-            result.setdefault(kr_id, Tally(excluded=count))
-        return result
 
-    def kr_items(self, kr_id: str) -> list[tuple[WorkItem, int]]:
-        """Live items behind a key result (excluded ones too, for ``explain``) with their rule."""
+    def kr_items(
+        self, kr_id: str, *, limit: int | None = None, done_first: bool = False
+    ) -> list[tuple[WorkItem, int]]:
+        """Live items behind a key result (excluded ones too, for ``explain``) with their rule.
+
+        Ordered by (source, key, id); ``done_first`` puts done items first (a report's item list),
+        and ``limit`` makes the database stop there instead of handing over thousands of rows.
+        """
+        order: list[ColumnElement[Any]] = [items_t.c.source, items_t.c.key, items_t.c.id]
+        if done_first:
+            order.insert(0, case((items_t.c.state == State.DONE.value, 0), else_=1))
         query = (
             select(*_ITEM_COLUMNS, matches.c.rule_index)
             .select_from(
                 matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
             )
             .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
-            .order_by(items_t.c.source, items_t.c.key, items_t.c.id)
+            .order_by(*order)
         )
+        if limit is not None:
+            query = query.limit(limit)
         with self._read("read key result items") as conn:
             return [(_row_item(r), int(r.rule_index)) for r in conn.execute(query)]
+
+    def kr_item_counts(self) -> dict[str, int]:
+        """Per key result, how many rows ``kr_items`` would return (live, excluded included)."""
+        query = (
+            select(matches.c.kr_id, func.count())
+            .select_from(
+                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
+            )
+            .where(items_t.c.retired_at.is_(None))
+            .group_by(matches.c.kr_id)
+        )
+        with self._read("count key result items") as conn:
+            return {str(kr_id): int(n) for kr_id, n in conn.execute(query)}
 
     def kr_item_states(self, kr_id: str) -> dict[str, str]:
         """``{item_id: state}`` of the items counted for a key result (no excluded, no sub-tasks)."""
@@ -678,9 +712,7 @@ class Store:
                 and_(i.c.updated_at >= cycle_start, i.c.updated_at < cycle_end),
             ),
         ]
-        for label in sorted({label.lower() for label in ignore_labels}):
-            pattern = "%\x1f" + _like_escape(label.replace("\x1f", " ")) + "\x1f%"
-            conds.append(not_(i.c.labels_lc.like(pattern, escape="\\")))
+        conds.extend(_label_filter(ignore_labels))
         if exclude_sources:
             conds.append(i.c.source.not_in(sorted(exclude_sources)))
         return conds
@@ -694,30 +726,15 @@ class Store:
         exclude_sources: Collection[str] = (),
         limit: int | None = None,
     ) -> list[WorkItem]:
-        """In-scope work no key result matches, directly or through its parent or grandparent."""
+        """In-scope work no key result matches, directly or through its parent or grandparent.
+
+        Newest update first; ``limit`` caps the list (``unaligned_summary`` counts all of them).
+        """
         i = items_t
-        m_self, m_parent, m_grand = (
-            matches.alias("m_self"),
-            matches.alias("m_parent"),
-            matches.alias("m_grand"),
-        )
-        parent = items_t.alias("parent")
-        own = select(literal(1)).where(m_self.c.source == i.c.source, m_self.c.item_id == i.c.id)
-        via_parent = select(literal(1)).where(m_parent.c.source == i.c.source, m_parent.c.item_id == i.c.parent_id)
-        via_grand = (
-            select(literal(1))
-            .select_from(
-                parent.join(
-                    m_grand,
-                    and_(m_grand.c.source == parent.c.source, m_grand.c.item_id == parent.c.parent_id),
-                )
-            )
-            .where(parent.c.source == i.c.source, parent.c.id == i.c.parent_id)
-        )
         query = (
             select(*_ITEM_COLUMNS)
             .where(*self._candidate_filter(cycle_start, cycle_end, ignore_labels, exclude_sources))
-            .where(~own.exists(), ~via_parent.exists(), ~via_grand.exists())
+            .where(*_unmatched())
             .order_by(i.c.updated_at.desc(), i.c.source, i.c.id)
         )
         if limit is not None:
@@ -741,6 +758,45 @@ class Store:
         )
         with self._read("count work items") as conn:
             return int(conn.scalar(query) or 0)
+
+    def unaligned_summary(
+        self,
+        cycle_start: datetime,
+        cycle_end: datetime,
+        ignore_labels: Collection[str],
+        exclude_sources: Collection[str] = (),
+    ) -> UnalignedSummary:
+        """How many items ``unaligned`` would list, per source and container, without listing them.
+
+        One grouped query over the candidates (label filter left out of the WHERE): it counts
+        every candidate (``total_work_items``, the share's denominator, as
+        ``count_unaligned_candidates(..., ())`` does) and, with a CASE, those that carry no
+        ignored label and match nothing. Groups come biggest first, then by source and container.
+        """
+        i = items_t
+        labels_ok = _label_filter(ignore_labels)
+        unmatched = and_(*labels_ok, *_unmatched())
+        query = (
+            select(
+                i.c.source,
+                i.c.container,
+                func.count().label("candidates"),
+                func.sum(case((unmatched, 1), else_=0)).label("unaligned"),
+            )
+            .where(*self._candidate_filter(cycle_start, cycle_end, (), exclude_sources))
+            .group_by(i.c.source, i.c.container)
+        )
+        with self._read("count unaligned items") as conn:
+            rows = conn.execute(query).all()
+        groups = sorted(
+            (UnalignedGroup(str(r.source), str(r.container), int(r.unaligned or 0)) for r in rows if r.unaligned),
+            key=lambda g: (-g.count, g.source, g.container),
+        )
+        return UnalignedSummary(
+            count=sum(g.count for g in groups),
+            groups=tuple(groups),
+            total_work_items=sum(int(r.candidates) for r in rows),
+        )
 
     # -- runs and source status -----------------------------------------------------------------
 
@@ -860,18 +916,27 @@ class Store:
             for group in _chunks(rows, _ROWS):
                 _upsert(conn, snapshots, group, ["run_id", "kr_id"])
 
-    def latest_snapshots(self) -> dict[str, dict[str, Any]]:
-        """kr_id -> its newest snapshot (by run), with ``items`` decoded to state names."""
+    def latest_snapshots(self, *, items: bool = True) -> dict[str, dict[str, Any]]:
+        """kr_id -> its newest snapshot (by run), with ``items`` decoded to state names.
+
+        ``items=False`` leaves the provenance out (``items`` is ``{}``): the numbers are all a
+        report needs, and the provenance of 40 key results over 100k items is megabytes of JSON.
+        """
         newest = (
             select(snapshots.c.kr_id, func.max(snapshots.c.run_id).label("run_id"))
             .group_by(snapshots.c.kr_id)
             .subquery()
         )
-        query = select(snapshots).join(
+        columns = [c for c in snapshots.columns if items or c.name != "items"]
+        query = select(*columns).join(
             newest, and_(newest.c.kr_id == snapshots.c.kr_id, newest.c.run_id == snapshots.c.run_id)
         )
         with self._read("read snapshots") as conn:
-            return {r["kr_id"]: _snapshot_dict(r) for r in conn.execute(query).mappings()}
+            found = {}
+            for r in conn.execute(query).mappings():
+                row = _snapshot_dict(r) if items else {**r, "stale": bool(r["stale"]), "items": {}}
+                found[r["kr_id"]] = row
+            return found
 
     def previous_snapshot(self, kr_id: str, before_run: int | None = None) -> dict[str, Any] | None:
         """The newest snapshot of a key result from a run before ``before_run`` (or the newest)."""
@@ -906,14 +971,10 @@ class Store:
     def _histories(self, kr_id: str | None, since: datetime | None) -> dict[str, list[HistoryPoint]]:
         s = snapshots.c
         query = select(s.kr_id, s.at, s.current, s.progress, s.total, s.done)
-        b = backfill.c
-        rebuilt = select(b.kr_id, b.at, b.current, b.progress, b.total, b.done)
         if kr_id is not None:
             query = query.where(s.kr_id == kr_id)
-            rebuilt = rebuilt.where(b.kr_id == kr_id)
         if since is not None:
             query = query.where(s.at >= since)
-            rebuilt = rebuilt.where(b.at >= since)
         query = query.order_by(s.kr_id, s.at, s.run_id)
         found: dict[str, list[HistoryPoint]] = {}
         with self._read("read history") as conn:
@@ -921,17 +982,95 @@ class Store:
                 found.setdefault(r.kr_id, []).append(
                     HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
                 )
-            earlier: dict[str, list[HistoryPoint]] = {}
-            for r in conn.execute(rebuilt.order_by(b.kr_id, b.at)):
-                first = found.get(r.kr_id)
-                if first and r.at >= first[0].at:
-                    continue  # real snapshots win over reconstruction
-                earlier.setdefault(r.kr_id, []).append(
-                    HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
+            self._prepend_backfill(conn, found, kr_id, since)
+        return found
+
+    def daily_histories(
+        self, since: datetime | None = None, *, kr_ids: Collection[str] | None = None
+    ) -> dict[str, list[HistoryPoint]]:
+        """Every key result's history at one point per UTC day (the day's last), oldest first.
+
+        What reports draw and forecast from: 90 days of a daemon syncing every 15 minutes are
+        ~8 600 snapshots per key result, of which the forecast uses each day's last and a chart
+        at most 120. The database picks them with index seeks on ``(kr_id, at)``: first each key
+        result's first (at or after ``since``) and newest snapshot, then, for every UTC day in
+        between, the newest snapshot before the day's end. So ~90 rows per key result are read,
+        never all of them. The window's first snapshot is kept as well (the baseline of the
+        scope change). Reconstructed (backfill) points before the first snapshot come first,
+        as in ``histories``. ``kr_ids`` (default: every key result with a snapshot) limits it.
+        """
+        s = snapshots.c
+        window: list[ColumnElement[bool]] = [] if since is None else [s.at >= since]
+        found: dict[str, list[HistoryPoint]] = {}
+        with self._read("read daily history") as conn:
+            ids = sorted(set(kr_ids)) if kr_ids is not None else sorted(conn.scalars(select(s.kr_id).distinct()))
+            for part in _chunks(ids, _DAY_KEYS):
+                keys = _literal_rows(("kr_id", snapshots.c.kr_id.type, list(part)))
+                first_at = select(func.min(s.at)).where(s.kr_id == keys.c.kr_id, *window).scalar_subquery()
+                last_at = select(func.max(s.at)).where(s.kr_id == keys.c.kr_id, *window).scalar_subquery()
+                bounds = conn.execute(select(keys.c.kr_id, first_at.label("first"), last_at.label("last"))).all()
+                days = sorted(
+                    {
+                        (r.first + timedelta(days=n)).date()
+                        for r in bounds
+                        if r.first is not None
+                        for n in range((r.last.date() - r.first.date()).days + 1)
+                    }
                 )
+                rows: list[Any] = []
+                for number, day_part in enumerate(_chunks(days, _DAY_KEYS)):
+                    midnights = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in day_part]
+                    day_rows = _literal_rows(
+                        ("lo", s.at.type, midnights), ("hi", s.at.type, [m + timedelta(days=1) for m in midnights])
+                    )
+                    newest = (
+                        select(s.at)
+                        .where(s.kr_id == keys.c.kr_id, s.at >= day_rows.c.lo, s.at < day_rows.c.hi)
+                        .order_by(s.at.desc())
+                        .limit(1)
+                        .scalar_subquery()
+                    )
+                    chosen: Any = select(keys.c.kr_id, newest.label("at")).select_from(keys.join(day_rows, true()))
+                    if number == 0:  # the window's first snapshot, once
+                        chosen = union(chosen, select(keys.c.kr_id, first_at.label("at")))
+                    picked = chosen.subquery("picked")
+                    query = select(s.kr_id, s.at, s.run_id, s.current, s.progress, s.total, s.done).select_from(
+                        picked.join(snapshots, and_(s.kr_id == picked.c.kr_id, s.at == picked.c.at))
+                    )
+                    rows.extend(conn.execute(query))
+                rows.sort(key=lambda r: (r.kr_id, r.at, r.run_id))
+                for r in rows:
+                    points = found.setdefault(r.kr_id, [])
+                    point = HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
+                    if points and points[-1].at == point.at:
+                        points[-1] = point  # a repeated pick, or two runs at one instant: the later run wins
+                    else:
+                        points.append(point)
+            self._prepend_backfill(conn, found, None, since)
+            if kr_ids is not None:
+                found = {k: v for k, v in found.items() if k in ids}
+        return found
+
+    def _prepend_backfill(
+        self, conn: Connection, found: dict[str, list[HistoryPoint]], kr_id: str | None, since: datetime | None
+    ) -> None:
+        """Put reconstructed points before each key result's first real snapshot (real ones win)."""
+        b = backfill.c
+        rebuilt = select(b.kr_id, b.at, b.current, b.progress, b.total, b.done)
+        if kr_id is not None:
+            rebuilt = rebuilt.where(b.kr_id == kr_id)
+        if since is not None:
+            rebuilt = rebuilt.where(b.at >= since)
+        earlier: dict[str, list[HistoryPoint]] = {}
+        for r in conn.execute(rebuilt.order_by(b.kr_id, b.at)):
+            first = found.get(r.kr_id)
+            if first and r.at >= first[0].at:
+                continue  # real snapshots win over reconstruction
+            earlier.setdefault(r.kr_id, []).append(
+                HistoryPoint(at=r.at, current=r.current, progress=r.progress, total=r.total, done=r.done)
+            )
         for key, points in earlier.items():
             found[key] = points + found.get(key, [])
-        return found
 
     def write_backfill(self, kr_id: str, points: Sequence[HistoryPoint]) -> None:
         """Store a key result's reconstructed history (replacing any earlier reconstruction)."""
@@ -1112,6 +1251,47 @@ class Store:
         if self._sqlite and not self._dry_run:
             with self._guard("checkpoint"), self._engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _literal_rows(*columns: tuple[str, Any, Sequence[Any]]) -> Any:
+    """A small table of bound values (``UNION ALL`` of one-row SELECTs: SQLite and PostgreSQL alike).
+
+    Each column is (name, SQL type, values); every column has the same number of values.
+    """
+    names = [name for name, _, _ in columns]
+    n = len(columns[0][2])
+    selects = [
+        select(*(literal(values[row], type_).label(name) for name, type_, values in columns))
+        for row in range(n)
+    ]
+    compound = selects[0] if n == 1 else union_all(*selects)
+    return compound.subquery("rows_" + "_".join(names))
+
+
+def _label_filter(ignore_labels: Collection[str]) -> list[ColumnElement[bool]]:
+    """Conditions that hold for an item carrying none of ``ignore_labels`` (case-insensitive)."""
+    conds: list[ColumnElement[bool]] = []
+    for label in sorted({label.lower() for label in ignore_labels}):
+        pattern = "%\x1f" + _like_escape(label.replace("\x1f", " ")) + "\x1f%"
+        conds.append(not_(items_t.c.labels_lc.like(pattern, escape="\\")))
+    return conds
+
+
+def _unmatched() -> list[ColumnElement[bool]]:
+    """An item (``items``, correlated) that no key result matches, itself or via (grand)parent."""
+    i = items_t
+    m_self, m_parent, m_grand = matches.alias("m_self"), matches.alias("m_parent"), matches.alias("m_grand")
+    parent = items_t.alias("parent")
+    own = select(literal(1)).where(m_self.c.source == i.c.source, m_self.c.item_id == i.c.id)
+    via_parent = select(literal(1)).where(m_parent.c.source == i.c.source, m_parent.c.item_id == i.c.parent_id)
+    via_grand = (
+        select(literal(1))
+        .select_from(
+            parent.join(m_grand, and_(m_grand.c.source == parent.c.source, m_grand.c.item_id == parent.c.parent_id))
+        )
+        .where(parent.c.source == i.c.source, parent.c.id == i.c.parent_id)
+    )
+    return [~own.exists(), ~via_parent.exists(), ~via_grand.exists()]
 
 
 def _utcnow() -> datetime:
