@@ -148,6 +148,11 @@ class MemoryConnector:
         if self.fail:
             raise self.fail
         items = [replace(i, source=self.name) if i.source != self.name else i for i in self._load()]
+        by_key = {i.key: i.id for i in items}
+        # A parent named only by key gets its id, as the real connectors do: unaligned work and
+        # roll-ups follow parents by id.
+        items = [replace(i, parent_id=by_key[i.parent_key]) if i.parent_key in by_key and not i.parent_id else i
+                 for i in items]
         since = _dt(cursor.get("since")) if cursor and not full else None
         changed = tuple(i for i in items if since is None or i.updated_at >= since)
         high = max((i.updated_at for i in items), default=None)

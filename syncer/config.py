@@ -443,6 +443,11 @@ class _Validator:
             target = 100.0 if metric in _PERCENT_METRICS else 0.0 if metric == "count_open" else None
         if start is None and metric != "count_open":
             start = 0.0  # count_open without a start begins at its first snapshot: nothing to compare
+        if metric == "count_open" and not given_bad and start is not None and target is not None and target > start:
+            self.error(
+                loc + ("target",),
+                f"{name}: count_open is for reducing open work: target {target:g} must be below start {start:g}",
+            )
         if not given_bad and start is not None and target is not None and start == target:
             self.error(
                 loc + ("target",) if "target" in raw else loc + ("start",),

@@ -384,7 +384,7 @@ def describe_change(
 def _number(value: float, unit: str, *, with_unit: bool = True) -> str:
     """Percentages as whole numbers with ``%``; other values whole when they are, else 1 decimal."""
     if unit == "%":
-        return f"{math.floor(value + 0.5)}%"
+        return f"{math.floor(value + 1e-9)}%"  # floored like every progress bar: 99.6% is not yet 100%
     rounded = round(value)
     text = str(int(rounded)) if abs(value - rounded) < 1e-9 else f"{value:.1f}"
     return f"{text} {unit}" if unit and with_unit else text

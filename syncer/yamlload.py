@@ -125,18 +125,30 @@ class _CountingLoader(yaml.SafeLoader):
         return node
 
 
-def _syntax_problem(error: yaml.YAMLError) -> Problem:
+def _syntax_problem(error: yaml.YAMLError, text_of_file: str = "") -> Problem:
     """PyYAML's error as one line. Snippets of the file are left out: they may hold a token."""
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
         text = error.problem or error.context or "invalid YAML"
         if error.context and error.problem and error.context_mark is not None:
             text = f"{text} ({error.context} on line {error.context_mark.line + 1})"
-        return Problem(mark.line + 1 if mark else 1, f"YAML syntax error: {text}")
+        line = mark.line + 1 if mark else 1
+        if _unquoted_variable_in_flow(text_of_file, line):
+            text += "; a ${NAME} inside {...} or [...] must be quoted: '${NAME}'"
+        return Problem(line, f"YAML syntax error: {text}")
     if isinstance(error, yaml.reader.ReaderError):
         return Problem(None, f"YAML syntax error: unacceptable character #x{error.character:04x} "
                        f"at byte {error.position}")
     return Problem(None, f"YAML syntax error: {type(error).__name__}")
+
+
+def _unquoted_variable_in_flow(text: str, line: int) -> bool:
+    """The commonest YAML mistake in okrsync configs: ``auth: {token: ${JIRA_TOKEN}}``."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return False
+    source = lines[line - 1]
+    return "${" in source and ("{" in source.replace("${", "") or "[" in source)
 
 
 class _Walker:
@@ -284,7 +296,7 @@ def load_yaml(text: str, env: Mapping[str, str]) -> Loaded:
         # loader is built, so building it can fail like parsing can.
         loader = _CountingLoader(text)
     except yaml.YAMLError as exc:
-        out.problems.append(_syntax_problem(exc))
+        out.problems.append(_syntax_problem(exc, text))
         return out
     try:
         root = loader.get_single_node()
@@ -295,7 +307,7 @@ def load_yaml(text: str, env: Mapping[str, str]) -> Loaded:
         out.problems.append(Problem(None, "nested too deeply; refusing the file"))
         return out
     except yaml.YAMLError as exc:
-        out.problems.append(_syntax_problem(exc))
+        out.problems.append(_syntax_problem(exc, text))
         return out
     finally:
         loader.dispose()

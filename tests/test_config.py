@@ -663,3 +663,28 @@ def test_plugins_argument_replaces_discovery(tmp_path: Path) -> None:
     assert caught.value.problems == [f"{path}:3: sources.jira: unknown type 'jira' (known types: github)"]
     schema = json_schema(plugins={"github": GITHUB})
     assert schema["$defs"]["SourceConfig"]["anyOf"] == [{"$ref": "#/$defs/GitHubSource"}]
+
+
+def test_count_open_must_reduce(tmp_path: Path) -> None:
+    text = HEAD + """\
+objectives:
+  - id: o
+    title: O
+    key_results:
+      - id: bugs
+        title: Fewer bugs
+        metric: count_open
+        start: 5
+        target: 20
+        match: [{source: gh, labels: [bug]}]
+"""
+    assert problems(tmp_path, text) == [
+        "F:13: key result 'bugs': count_open is for reducing open work: target 20 must be below start 5"
+    ]
+
+
+def test_an_unquoted_variable_in_a_flow_mapping_gets_a_hint(tmp_path: Path) -> None:
+    text = "cycle: {name: Q, start: 2026-10-01, end: 2026-12-31}\nsources:\n  gh: {type: github, token: ${T}}\n"
+    found = problems(tmp_path, text, env={"T": "x"})
+    assert len(found) == 1 and found[0].startswith("F:3: YAML syntax error")
+    assert "must be quoted: '${NAME}'" in found[0]

@@ -455,7 +455,8 @@ def test_describe_change_first_pass() -> None:
     ("change", "text"),
     [
         (KeyResultChange("k", 42.0, 47.0, "%", done_delta=3), "k: 42% -> 47% (+3 done)"),
-        (KeyResultChange("k", 42.4, 46.6, "%"), "k: 42% -> 47%"),
+        (KeyResultChange("k", 42.4, 46.6, "%"), "k: 42% -> 46%"),
+        (KeyResultChange("k", 98.0, 99.6, "%"), "k: 98% -> 99%"),
         (KeyResultChange("k", 42.0, 42.0, "%"), "k: 42% (no change)"),
         (KeyResultChange("k", 42.1, 42.3, "%"), "k: 42% (no change)"),
         (KeyResultChange("k", 42.0, 42.0, "%", added=1, left=1), "k: 42% -> 42% (+1 added, 1 left)"),

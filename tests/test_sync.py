@@ -225,3 +225,12 @@ def test_stop_event_ends_the_pass_before_the_next_source(store: Store) -> None:
     stop.set()
     result = sync(config(), store, trackers, stop=stop)
     assert result.outcomes == []
+
+
+def test_a_child_named_by_key_under_a_matched_item_is_not_unaligned(store: Store) -> None:
+    """CONTRACT §3: unaligned means no key result matches it directly or through its parent."""
+    trackers = Trackers()
+    trackers.jira.items.append(item("jira", 30, parent_key="JIRA-5"))  # JIRA-5 serves KR "both" (label x)
+    sync(config(), store, trackers, full=True)
+    keys = {i.key for i in store.unaligned(CYCLE.starts_at, CYCLE.ends_at, ("chore",))}
+    assert "JIRA-30" not in keys and "JIRA-6" in keys
