@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -70,6 +70,36 @@ class GitHubRule(RuleConfig):
     type: Literal["issue", "pull_request", "any"] = "issue"
     parent: str | None = None
     """Sub-issues of this issue, written ``owner/repo#number``."""
+
+    def index_key(self) -> tuple[str, str] | None:
+        """The one item value this rule requires, for ``syncer.matching``'s rule index: an
+        item of another repository is not tried against it at all."""
+        return ("container_casefold", self.repo.casefold()) if self.repo else None
+
+    def predicate(self) -> Callable[[WorkItem, Mapping[str, frozenset[str]]], bool]:
+        """``matches`` with the rule's values normalised once (``match_item`` calls it for
+        every item of a full sync: 200k items x 20 rules)."""
+        source = self.source
+        want_pr = {"issue": False, "pull_request": True}.get(self.type)
+        repo = self.repo.casefold() if self.repo else None
+        labels = frozenset(x.casefold() for x in self.labels)
+        milestone = self.milestone or None
+        parent = self.parent.casefold() if self.parent else None
+
+        def test(item: WorkItem, members: Mapping[str, frozenset[str]]) -> bool:
+            if item.source != source:
+                return False
+            if want_pr is not None and (item.kind is ItemKind.PULL_REQUEST) is not want_pr:
+                return False
+            if repo is not None and item.container.casefold() != repo:
+                return False
+            if labels and not labels.issubset({x.casefold() for x in item.labels}):
+                return False
+            if milestone is not None and item.milestone != milestone:
+                return False
+            return parent is None or (item.parent_key or "").casefold() == parent
+
+        return test
 
     def matches(self, item: WorkItem, members: Mapping[str, frozenset[str]]) -> bool:
         if item.source != self.source:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -87,6 +87,47 @@ class JiraRule(RuleConfig):
 
     def needs_members(self) -> bool:
         return bool(self.jql or self.parent)
+
+    def index_key(self) -> tuple[str, str] | None:
+        """The one item value this rule requires, for ``syncer.matching``'s rule index: an
+        item whose epic or project differs is not tried against it at all."""
+        if self.epic:
+            return ("parent_upper", self.epic.upper())
+        if self.project:
+            return ("container_upper", self.project.upper())
+        return None
+
+    def predicate(self) -> Callable[[WorkItem, Mapping[str, frozenset[str]]], bool]:
+        """``matches`` with the rule's values normalised once (``match_item`` calls it for
+        every item of a full sync: 200k items x 20 rules)."""
+        source = self.source
+        epic = self.epic.upper() if self.epic else None
+        fingerprint = self.fingerprint() if self.needs_members() else None
+        labels = frozenset(self.labels)
+        project = self.project.upper() if self.project else None
+        issue_type = self.issue_type.casefold() if self.issue_type else None
+        component = self.component or None
+        fix_version = self.fix_version or None
+        empty: frozenset[str] = frozenset()
+
+        def test(item: WorkItem, members: Mapping[str, frozenset[str]]) -> bool:
+            if item.source != source or item.kind is ItemKind.SUBTASK:
+                return False
+            if epic is not None and (item.parent_key or "").upper() != epic:
+                return False
+            if fingerprint is not None and item.id not in members.get(fingerprint, empty):
+                return False
+            if labels and not labels.issubset(item.labels):
+                return False
+            if project is not None and item.container.upper() != project:
+                return False
+            if issue_type is not None and item.issue_type.casefold() != issue_type:
+                return False
+            if component is not None and component not in item.components:
+                return False
+            return fix_version is None or fix_version in item.fix_versions
+
+        return test
 
     def matches(self, item: WorkItem, members: Mapping[str, frozenset[str]]) -> bool:
         if item.source != self.source or item.kind is ItemKind.SUBTASK:

@@ -72,6 +72,7 @@ from syncer.store_schema import (
     backfill,
     checkins,
     cursors,
+    format_utc,
     labelled,
     leases,
     matches,
@@ -132,37 +133,30 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _item_row(item: WorkItem, now: datetime) -> dict[str, Any]:
-    return {
-        "source": item.source,
-        "id": item.id,
-        "key": item.key,
-        "title": item.title,
-        "url": item.url,
-        "kind": item.kind.value,
-        "state": item.state.value,
-        "issue_type": item.issue_type,
-        "container": item.container,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-        "done_at": item.done_at,
-        "excluded": item.excluded,
-        "resolution": item.resolution,
-        "points": item.points,
-        "labels": json.dumps(list(item.labels)),
-        "labels_lc": _labels_blob(item.labels),
-        "components": json.dumps(list(item.components)),
-        "milestone": item.milestone,
-        "fix_versions": json.dumps(list(item.fix_versions)),
-        "parent_key": item.parent_key,
-        "parent_id": item.parent_id,
-        "status_name": item.status_name,
-        "in_scope": item.in_scope,
-        "unknown_fields": json.dumps(list(item.unknown_fields)),
-        "retired_at": None,
-        "first_seen_at": now,
-        "last_seen_at": now,
-    }
+_ITEM_ALL = [c.name for c in items_t.columns]
+"""Every items column, in table order: the order of ``_item_values``."""
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    """``json.dumps(list(values))``; most lists are empty (200k items: skip the encoder)."""
+    return json.dumps(list(values)) if values else "[]"
+
+
+def _item_values(item: WorkItem, now_text: str) -> tuple[Any, ...]:
+    """One items row in ``_ITEM_ALL`` order, already in its stored form (times as
+    ``format_utc`` text, lists as JSON): the DBAPI binds it without SQLAlchemy's per-value
+    processors (at 200k items those were a third of the write cost)."""
+    created, done = item.created_at, item.done_at
+    return (
+        item.source, item.id, item.key, item.title, item.url, item.kind.value, item.state.value,
+        item.issue_type, item.container,
+        None if created is None else format_utc(created), format_utc(item.updated_at),
+        None if done is None else format_utc(done),
+        item.excluded, item.resolution, item.points, _json_list(item.labels), _labels_blob(item.labels),
+        _json_list(item.components), item.milestone, _json_list(item.fix_versions), item.parent_key,
+        item.parent_id, item.status_name, item.in_scope, _json_list(item.unknown_fields),
+        None, now_text, now_text,
+    )  # fmt: skip
 
 
 def _json_tuple(value: str) -> tuple[str, ...]:
@@ -401,11 +395,13 @@ class Store:
     ) -> None:
         """Upsert a page of items, replace their matches and move the cursor, all or nothing."""
         with self._write(f"write page of {source}") as conn:
-            rows = [_item_row(item, now) for item in items if item.source == source]
-            if len(rows) != len(items):
+            if any(item.source != source for item in items):
                 raise StoreError(f"store: write page of {source}: items from another source")
+            now_text = format_utc(now)
+            # The last version of a repeated id wins, as an upsert of the rows in order would.
+            rows = list({item.id: _item_values(item, now_text) for item in items}.values())
             for group in _chunks(rows, _ROWS):
-                _upsert(conn, items_t, group, ["source", "id"], _ITEM_UPDATE)
+                _executemany(conn, _UPSERT_ITEMS, group)
             self._replace_matches(conn, source, [item.id for item in items], matches)
             if cursor is not None:
                 self._set_cursor(conn, source, cursor, now)
@@ -507,14 +503,15 @@ class Store:
         conn: Connection, source: str, ids: Sequence[str], wanted: Mapping[str, Mapping[str, int]]
     ) -> None:
         unique = sorted(set(ids))
-        _delete_keys(conn, matches, [{"source": source, "item_id": i} for i in unique])
+        for part in _chunks([(source, i) for i in unique], _ROWS):
+            _executemany(conn, _DELETE_MATCHES, part)
         rows = [
-            {"source": source, "item_id": item_id, "kr_id": kr_id, "rule_index": rule}
+            (source, item_id, kr_id, rule)
             for item_id in unique
             for kr_id, rule in (wanted.get(item_id) or {}).items()
         ]
         for group in _chunks(rows, _ROWS):
-            conn.execute(matches.insert(), list(group))
+            _executemany(conn, _INSERT_MATCHES, group)
 
     def clear_matches(self) -> None:
         """Forget every match (the rules changed: everything is matched again)."""
@@ -1393,6 +1390,37 @@ def _make_engine(url: URL, *, dry_run: bool = False) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+_UPSERT_ITEMS = (
+    f"INSERT INTO items ({_quoted(_ITEM_ALL)}) VALUES ({', '.join('?' for _ in _ITEM_ALL)}) "
+    "ON CONFLICT (source, id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ITEM_UPDATE)
+)
+_DELETE_MATCHES = "DELETE FROM matches WHERE source = ? AND item_id = ?"
+_INSERT_MATCHES = "INSERT INTO matches (source, item_id, kr_id, rule_index) VALUES (?, ?, ?, ?)"
+
+
+def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One statement over many rows through the DBAPI's own executemany, without SQLAlchemy's
+    per-row bind processing (rows are already in their stored form). ``sql`` is written with
+    ``?`` placeholders; PostgreSQL's driver (psycopg, ``%s``) gets them translated. The same
+    SQL, the same semantics on both dialects: only the placeholder differs."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        sql = _pg_placeholders(sql)
+    conn.exec_driver_sql(sql, list(rows))
+
+
+def _pg_placeholders(sql: str) -> str:
+    return _PG_SQL.get(sql) or _PG_SQL.setdefault(sql, sql.replace("%", "%%").replace("?", "%s"))
+
+
+_PG_SQL: dict[str, str] = {}
 
 
 def _delete_keys(conn: Connection, table: Table, keys: Sequence[Mapping[str, Any]]) -> None:

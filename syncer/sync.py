@@ -64,6 +64,8 @@ LEASE_TTL = timedelta(minutes=2)
 """A source lease's default time to live; the holder renews it every ``ttl / 4`` (at most 30 s)."""
 LEASE_TTL_ENV = "OKRSYNC_LEASE_TTL"
 _REMATCH_BATCH = 2000
+_WRITE_BATCH = 2000
+"""Fetched items written per transaction (the cursor moves only at the end of the source)."""
 
 
 def worker_id() -> str:
@@ -280,6 +282,8 @@ def _sync_source(
     )
     connector: Connector | None = None
     source_rules = [c.rule for c in index.for_source(name)]
+    pending: list[WorkItem] = []
+    members: dict[str, frozenset[str]] = {}
     try:
         connector = factory(name, source_config, context)
         cursor = None if options.full else store.get_cursor(name)
@@ -291,17 +295,18 @@ def _sync_source(
             outcome.fetched += len(page.items)
             is_last = page.cursor is not None or page.census is not None or bool(page.members)
             if not is_last:
-                matches = {item.id: match_item(item, index, members) for item in page.items}
-                with store.transaction():
-                    _hold(store, name, options, now, renewer)
-                    store.write_page(name, page.items, matches, None, now())
+                pending.extend(page.items)
+                if len(pending) >= _WRITE_BATCH:
+                    _flush(store, name, pending, index, members, options, now, renewer)
             else:
+                _flush(store, name, pending, index, members, options, now, renewer)
                 with store.transaction():
                     _hold(store, name, options, now, renewer)
                     outcome.retired += _finish_source(store, name, page, index, members, source_config, now())
                 members = store.get_members(name)
             if options.on_progress:
                 options.on_progress(name, outcome.fetched, False)
+        _flush(store, name, pending, index, members, options, now, renewer)
         outcome.requests = connector.requests
         with store.transaction():
             _hold(store, name, options, now, renewer)
@@ -311,6 +316,7 @@ def _sync_source(
         _fail(outcome, connector, exc.message, config.secrets())
         log.warning("%s: %s", name, outcome.error, extra={"fields": {"source": name, "worker": options.worker}})
     except SourceError as exc:
+        _keep_fetched(store, name, pending, index, members, options, now, renewer)
         _fail(outcome, connector, exc.message, config.secrets())
         resume = exc.resume_at if isinstance(exc, RateLimitedError) else None
         outcome.resume_at = resume
@@ -319,12 +325,58 @@ def _sync_source(
                                         resume_at=resume)
     except Exception as exc:  # a tracker answer we did not foresee must not take the pass down
         log.debug("unexpected failure in source %s", name, exc_info=True)
+        _keep_fetched(store, name, pending, index, members, options, now, renewer)
         _fail(outcome, connector, f"unexpected {type(exc).__name__}: {exc}", config.secrets())
         if name not in renewer.lost:
             store.record_source_attempt(name, now(), ok=False, error=outcome.error, full=False, census=False)
     if options.on_progress:
         options.on_progress(name, outcome.fetched, True)
     return outcome, connector
+
+
+def _flush(
+    store: Store,
+    name: str,
+    pending: list[WorkItem],
+    index: RuleIndex,
+    members: Mapping[str, frozenset[str]],
+    options: SyncOptions,
+    now: Callable[[], datetime],
+    renewer: _Renewer,
+) -> None:
+    """Match and store the buffered pages in one transaction, then empty the buffer.
+
+    Pages are written ~``_WRITE_BATCH`` items at a time rather than one transaction per page
+    (100 items for GitHub): at 200k items the commits and lease renewals per page were ~10% of
+    the CPU. The cursor still moves only with the last page."""
+    if not pending:
+        return
+    matches = {item.id: match_item(item, index, members) for item in pending}
+    with store.transaction():
+        _hold(store, name, options, now, renewer)
+        store.write_page(name, pending, matches, None, now())
+    pending.clear()
+
+
+def _keep_fetched(
+    store: Store,
+    name: str,
+    pending: list[WorkItem],
+    index: RuleIndex,
+    members: Mapping[str, frozenset[str]],
+    options: SyncOptions,
+    now: Callable[[], datetime],
+    renewer: _Renewer,
+) -> None:
+    """A failing source keeps the pages it fetched (newer truth, at-least-once), as it did when
+    every page was its own transaction. A store that cannot take them, or a lost lease, leaves
+    them unwritten: the cursor did not move, so the next pass reads them again."""
+    if not pending or name in renewer.lost:
+        return
+    try:
+        _flush(store, name, pending, index, members, options, now, renewer)
+    except Exception as exc:  # noqa: BLE001 - the source's own failure is what gets reported
+        log.debug("%s: the %d items fetched before the failure were not kept: %s", name, len(pending), exc)
 
 
 def _fail(outcome: SourceOutcome, connector: Connector | None, message: str, secrets: tuple[str, ...]) -> None:

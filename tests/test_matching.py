@@ -227,3 +227,67 @@ def test_match_all_groups_items_by_key_result() -> None:
         replace(gh("a/b#1"), id="gh-other", kind=ItemKind.PULL_REQUEST),
     ]
     assert match_all(items, rules, {}) == {"k1": {"id-PLAT-2": 0, "gh-a/b#1": 1}, "k2": {}}
+
+
+def _items_grid() -> list[WorkItem]:
+    """Items that hit every branch of both rule models (case, empty, sub-task, PR, members)."""
+    out: list[WorkItem] = []
+    n = 0
+    for source in ("jira", "github"):
+        for kind in (ItemKind.ISSUE, ItemKind.SUBTASK, ItemKind.PULL_REQUEST, ItemKind.EPIC):
+            for container in ("PLAT", "plat", "acme/Web", "MOB"):
+                for labels in ((), ("perf",), ("Perf", "bug"), ("bug",)):
+                    for parent in (None, "PLAT-1", "plat-1", "acme/web#3"):
+                        n += 1
+                        out.append(WorkItem(
+                            source=source, id=f"i{n}", key=f"K-{n}", title="t", url="u", kind=kind,
+                            state=State.TODO, updated_at=T0, container=container, labels=labels,
+                            parent_key=parent, issue_type="Story" if n % 3 else "bug",
+                            components=("api",) if n % 2 else (), fix_versions=("1.0",) if n % 5 else (),
+                            milestone="M1" if n % 4 else None,
+                        ))
+    return out
+
+
+def test_the_rules_fast_predicates_agree_with_matches_on_every_branch() -> None:
+    rules: list[Any] = [
+        JiraRule(source="jira", epic="plat-1"), JiraRule(source="jira", labels=("perf",), project="plat"),
+        JiraRule(source="jira", jql="x = 1"), JiraRule(source="jira", issue_type="STORY", component="api"),
+        JiraRule(source="jira", fix_version="1.0"), JiraRule(source="github", labels=("bug",)),
+        JiraRule(source="jira"),
+        GitHubRule(source="github", repo="ACME/web", labels=("PERF",)), GitHubRule(source="github", type="any"),
+        GitHubRule(source="github", type="pull_request", milestone="M1"),
+        GitHubRule(source="github", parent="ACME/WEB#3"), GitHubRule(source="jira", type="any"),
+    ]
+    items = _items_grid()
+    members = {JiraRule(source="jira", jql="x = 1").fingerprint(): frozenset(i.id for i in items[::3])}
+    compared = agreed = 0
+    for rule in rules:
+        test = rule.predicate()
+        for item in items:
+            compared += 1
+            agreed += test(item, members) == rule.matches(item, members)
+    assert agreed == compared == len(rules) * len(items)
+    # and the grid is not trivial: each rule selects some items and rejects others
+    assert all(0 < sum(r.matches(i, members) for i in items) < len(items) for r in rules)
+
+
+def test_the_rule_index_gives_what_every_rule_in_config_order_gives() -> None:
+    """``match_item`` with a RuleIndex (keyed on epic / project / repository) equals walking
+    every rule in order, for every item of the grid, including the first-rule-wins index."""
+    rules: list[Any] = [
+        JiraRule(source="jira", epic="PLAT-1"), JiraRule(source="jira", project="plat", labels=("perf",)),
+        JiraRule(source="jira", labels=("bug",)), JiraRule(source="jira", epic="plat-1", project="MOB"),
+        JiraRule(source="jira", jql="x = 1"), JiraRule(source="jira", project="PLAT"),
+        GitHubRule(source="github", repo="ACME/web"), GitHubRule(source="github", labels=("bug",)),
+        GitHubRule(source="github", repo="acme/WEB", type="any"), GitHubRule(source="github", type="any"),
+    ]
+    # two key results share rules, so "first rule of the KR wins" is exercised across keyed/plain
+    compiled = [CompiledRule(f"kr-{n % 4}", n // 4, rule) for n, rule in enumerate(rules)]
+    index = build_index(compiled)
+    items = _items_grid()
+    members = {JiraRule(source="jira", jql="x = 1").fingerprint(): frozenset(i.id for i in items[::2])}
+    slow = [match_item(item, list(compiled), members) for item in items]
+    fast = [match_item(item, index, members) for item in items]
+    assert fast == slow
+    assert sum(bool(m) for m in fast) > len(items) // 4 and any(len(m) >= 2 for m in fast)

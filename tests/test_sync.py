@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connectors.memory import MemoryConnector, MemoryPublish, MemoryRule, MemorySource
 from syncer.config import Config, Cycle, KeyResult, Objective, Unaligned
 from syncer.errors import SyncBusyError, TransientError
-from syncer.model import ItemKind, State, WorkItem
+from syncer.model import ItemKind, Page, State, WorkItem
 from syncer.store import Store
 from syncer.sync import SyncOptions, run_once
 
@@ -234,3 +236,46 @@ def test_a_child_named_by_key_under_a_matched_item_is_not_unaligned(store: Store
     sync(config(), store, trackers, full=True)
     keys = {i.key for i in store.unaligned(CYCLE.starts_at, CYCLE.ends_at, ("chore",))}
     assert "JIRA-30" not in keys and "JIRA-6" in keys
+
+
+class _FailsAfterPages:
+    """Serves ``pages`` pages of ``size`` items without a cursor, then fails (a 502 mid-fetch)."""
+
+    def __init__(self, pages: int, size: int) -> None:
+        self.pages, self.size, self.requests = pages, size, 0
+
+    def fetch(self, cursor: object, *, full: bool, census: bool, rules: object) -> Iterator[Page]:
+        for p in range(self.pages):
+            self.requests += 1
+            yield Page(items=tuple(item("jira", p * self.size + n) for n in range(self.size)))
+        raise TransientError("jira", "HTTP 502 after the pages")
+
+    def publish(self, write: object) -> None:
+        return None
+
+
+def test_pages_fetched_before_a_failure_are_kept_and_written_in_batches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages are buffered up to ``_WRITE_BATCH`` items per transaction; a source failing mid-fetch
+    still keeps every page it fetched (at-least-once), and its cursor stays."""
+    import syncer.sync as sync_module
+
+    writes: list[int] = []
+    original = Store.write_page
+
+    def counting(self: Store, source: str, items: Sequence[WorkItem], *args: Any, **kw: Any) -> None:
+        writes.append(len(items))
+        return original(self, source, items, *args, **kw)
+
+    monkeypatch.setattr(Store, "write_page", counting)
+    monkeypatch.setattr(sync_module, "_WRITE_BATCH", 25)
+    trackers = Trackers()
+    failing = _FailsAfterPages(pages=7, size=10)
+    def make(name: str, _config: object, _context: object) -> Any:
+        return failing if name == "jira" else trackers.github
+
+    result = run_once(config(), store, SyncOptions(sources=("jira",)), now=lambda: NOW, connector_factory=make)
+    assert result.exit_code == 1 and "HTTP 502" in (result.outcomes[0].error or "")
+    assert writes == [30, 30, 10], "three batches of >= 25 items, the rest kept after the failure"
+    assert store.count_items("jira") == 70 and store.get_cursor("jira") is None

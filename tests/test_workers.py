@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from connectors.memory import MemoryConnector, MemoryRule, MemorySource
+from syncer import sync as sync_module
 from syncer.config import Config, Cycle, KeyResult, Objective
 from syncer.errors import ConfigError
 from syncer.model import ItemKind, Page, PlannedWrite, State, WorkItem
@@ -167,9 +168,12 @@ def test_a_source_synced_recently_by_any_worker_is_not_synced_again(store: Store
 # -- leases during a source ---------------------------------------------------------------------------
 
 
-def test_a_worker_that_lost_its_lease_writes_no_further_page_and_no_cursor(store: Store) -> None:
+def test_a_worker_that_lost_its_lease_writes_no_further_page_and_no_cursor(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The lease expires during a stalled fetch and another worker takes the source: the stalled
     worker's next page and its cursor are refused inside their transaction."""
+    monkeypatch.setattr(sync_module, "_WRITE_BATCH", 1)  # every page its own write, as a big page is
     def stall() -> None:  # what a frozen worker looks like to the others: its lease runs out
         store.release_lease("source:jira", "w1")
         assert store.acquire_lease("source:jira", "thief", timedelta(minutes=2), NOW)
@@ -185,7 +189,10 @@ def test_a_worker_that_lost_its_lease_writes_no_further_page_and_no_cursor(store
     assert run["detail"]["skipped"] == ["jira"] and [s["name"] for s in run["detail"]["sources"]] == ["github"]
 
 
-def test_a_single_pass_that_lost_its_lease_fails_that_source_without_writing(store: Store) -> None:
+def test_a_single_pass_that_lost_its_lease_fails_that_source_without_writing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_module, "_WRITE_BATCH", 1)  # every page its own write, as a big page is
     def steal() -> None:
         store.release_lease("source:jira", "w1")
         assert store.acquire_lease("source:jira", "thief", timedelta(minutes=2), NOW)
