@@ -97,6 +97,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         data = assemble_report(
             config, store, now(), outcomes=result.outcomes, writes=result.writes,
             changes=result.changes, dry_run=args.dry_run, with_items=False,
+            unaligned_limit=args.unaligned_limit,
         )
         _emit(args, data)
     for outcome in result.outcomes:
@@ -115,7 +116,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     with Store.open(config.store_url()) as store:
-        data = assemble_report(config, store, _now(args)(), with_items=args.format in ("html", "markdown"))
+        data = assemble_report(config, store, _now(args)(), with_items=args.format in ("html", "markdown"),
+                               unaligned_limit=args.unaligned_limit)
         _emit(args, data)
     return 0
 
@@ -354,6 +356,17 @@ def _configure_logging(debug: bool) -> None:
     root.propagate = False
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 for argparse (a bad one is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative (0 means all)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -366,6 +379,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="show tracebacks and debug logs")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--output", "-o", help="write the report to this file instead of stdout")
+    output.add_argument("--unaligned-limit", type=_count, default=200, metavar="N",
+                        help="list at most N unaligned items (default 200; 0 = all); counts cover all")
 
     parser = argparse.ArgumentParser(prog="okrsync", description="Link Jira and GitHub work to OKRs.")
     parser.add_argument("--version", action="version", version=f"okrsync {__version__}")

@@ -258,7 +258,7 @@ def _kr_notes(data: ReportData, kr: KeyResultProgress) -> list[str]:
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _share(count: int, total: int) -> str:
@@ -267,17 +267,40 @@ def _share(count: int, total: int) -> str:
     return f"{count / total * 100:.1f}%"
 
 
-def _unaligned_groups(items: Iterable[ReportItem]) -> list[tuple[str, list[tuple[str, list[ReportItem]]]]]:
-    """Unaligned items by source, then by container (project or repo), biggest group first."""
-    by_source: dict[str, dict[str, list[ReportItem]]] = {}
-    for item in items:
-        by_source.setdefault(item.source, {}).setdefault(item.container or "(none)", []).append(item)
-    groups = []
-    for source, containers in by_source.items():
-        ordered = sorted(containers.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        groups.append((source, ordered))
-    groups.sort(key=lambda g: (-sum(len(v) for _, v in g[1]), g[0]))
+def _container(name: str) -> str:
+    return name or "(none)"
+
+
+def _unaligned_groups(data: ReportData) -> list[tuple[str, int, list[tuple[str, int]]]]:
+    """(source, its count, [(container, count)]) over ALL unaligned items, biggest first.
+
+    The counts are the store's aggregates, not the (capped) list: a report listing 200 of
+    120k unaligned items still shows every project's and repository's share.
+    """
+    by_source: dict[str, dict[str, int]] = {}
+    for group in data.unaligned_by_group():
+        containers = by_source.setdefault(group.source, {})
+        name = _container(group.container)
+        containers[name] = containers.get(name, 0) + group.count
+    groups = [
+        (source, sum(containers.values()), sorted(containers.items(), key=lambda kv: (-kv[1], kv[0])))
+        for source, containers in by_source.items()
+    ]
+    groups.sort(key=lambda g: (-g[1], g[0]))
     return groups
+
+
+def _listed_by_container(items: Iterable[ReportItem]) -> dict[tuple[str, str], list[ReportItem]]:
+    """The listed unaligned items under their (source, container) group."""
+    listed: dict[tuple[str, str], list[ReportItem]] = {}
+    for item in items:
+        listed.setdefault((item.source, _container(item.container)), []).append(item)
+    return listed
+
+
+def _showing(shown: int, total: int) -> str:
+    """``showing 200 of 120,431``: said whenever a list is shorter than what it stands for."""
+    return f"showing {shown:,} of {total:,}"
 
 
 def _safe_url(url: str) -> str | None:
@@ -372,6 +395,7 @@ def _json_kr(data: ReportData, kr: KeyResultProgress) -> dict[str, Any]:
         "scope_change": _round(detail.scope_change, 4),
         "change": None if detail.change is None else change_text(detail.change),
         "work_items": [_json_item(i) for i in detail.items],
+        "work_items_total": detail.items_total,
     }
 
 
@@ -404,9 +428,14 @@ def render_json(data: ReportData) -> str:
         "objectives": objectives,
         "unaligned": [_json_item(i) for i in data.unaligned],
         "unaligned_summary": {
-            "count": len(data.unaligned),
+            "count": data.unaligned_total,
+            "shown": len(data.unaligned),
             "total_work_items": data.total_work_items,
-            "share": _round(len(data.unaligned) / data.total_work_items, 4) if data.total_work_items else None,
+            "share": _round(data.unaligned_total / data.total_work_items, 4) if data.total_work_items else None,
+            "groups": [
+                {"source": g.source, "container": g.container, "count": g.count}
+                for g in sorted(data.unaligned_by_group(), key=lambda g: (-g.count, g.source, g.container))
+            ],
         },
         "sources": [
             {
@@ -513,22 +542,20 @@ def render_table(data: ReportData, *, color: bool = False, width: int | None = N
             table.add_row(Group(*lines), _rich_bar(kr.progress, kr.status, color, cells), *value_cell, status)
     console.print(table)
 
-    count, total = len(data.unaligned), data.total_work_items
+    count, total = data.unaligned_total, data.total_work_items
     console.print(
         Text(
-            f"Unaligned work: {count} of {total} in-scope items ({_share(count, total)}) match no key result",
+            f"Unaligned work: {count:,} of {total:,} in-scope items ({_share(count, total)}) match no key result",
             style=bold,
         )
     )
-    if data.unaligned:
-        groups = _unaligned_groups(data.unaligned)
+    if count:
         summary = " · ".join(
-            f"{source} {sum(len(v) for _, v in containers)} ("
-            + ", ".join(f"{name} {len(v)}" for name, v in containers)
-            + ")"
-            for source, containers in groups
+            f"{source} {n:,} (" + ", ".join(f"{name} {v:,}" for name, v in containers) + ")"
+            for source, n, containers in _unaligned_groups(data)
         )
         console.print(Text(summary, style=dim))
+    if data.unaligned:
         top = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
         top.add_column("Source")
         top.add_column("Key", no_wrap=True)
@@ -537,8 +564,9 @@ def render_table(data: ReportData, *, color: bool = False, width: int | None = N
         for item in data.unaligned[:_TOP_UNALIGNED]:
             top.add_row(item.source, item.key, item.title, _STATE_WORDS.get(item.state, item.state))
         console.print(top)
-        if count > _TOP_UNALIGNED:
-            console.print(Text(f"… and {count - _TOP_UNALIGNED} more", style=dim))
+        shown = min(len(data.unaligned), _TOP_UNALIGNED)
+        if count > shown:
+            console.print(Text(f"… and {count - shown:,} more ({_showing(shown, count)})", style=dim))
 
     console.print(Text("Sources", style=bold))
     sources = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
@@ -661,7 +689,7 @@ def render_markdown(data: ReportData) -> str:
                 continue
             out += [
                 "<details>",
-                f"<summary>{html.escape(kr.id)}: {_plural(len(kr_items), 'item')}</summary>",
+                f"<summary>{html.escape(kr.id)}: {_plural(_detail(data, kr.id).items_total, 'item')}</summary>",
                 "",
             ]
             out += _md_table(
@@ -677,25 +705,32 @@ def render_markdown(data: ReportData) -> str:
                     for i in kr_items
                 ),
             )
+            more = _detail(data, kr.id).items_total - len(kr_items)
+            if more > 0:
+                out += ["", f"… and {more:,} more ({_showing(len(kr_items), len(kr_items) + more)})"]
             out += ["", "</details>", ""]
 
-    count, total = len(data.unaligned), data.total_work_items
+    count, total = data.unaligned_total, data.total_work_items
     out += [
         "## Unaligned work",
         "",
-        f"{count} of {total} in-scope items ({_share(count, total)} of all work) match no key result.",
+        f"{count:,} of {total:,} in-scope items ({_share(count, total)} of all work) match no key result.",
         "",
     ]
-    if data.unaligned:
-        group_rows = []
-        for source, containers in _unaligned_groups(data.unaligned):
-            for container, items in containers:
-                group_rows.append([_md(source), _md(container), str(len(items)), _share(len(items), total)])
+    if count:
+        groups = _unaligned_groups(data)
+        group_rows = [
+            [_md(source), _md(container), f"{n:,}", _share(n, total)]
+            for source, _n, containers in groups
+            for container, n in containers
+        ]
         out += _md_table(["Source", "Container", "Items", "Share of all work"], group_rows)
         out.append("")
-        for source, containers in _unaligned_groups(data.unaligned):
-            n = sum(len(v) for _, v in containers)
-            out += [f"### {_md(source)} ({n})", ""]
+        if len(data.unaligned) < count:
+            out += [f"Items listed below: the {len(data.unaligned):,} most recently updated "
+                    f"({_showing(len(data.unaligned), count)}).", ""]
+        listed = _listed_by_container(data.unaligned)
+        for source, n, containers in groups:
             rows = [
                 [
                     _md(container),
@@ -703,9 +738,13 @@ def render_markdown(data: ReportData) -> str:
                     _md(i.title),
                     _STATE_WORDS.get(i.state, _md(i.state)),
                 ]
-                for container, items in containers
-                for i in items
+                for container, _count in containers
+                for i in listed.get((source, container), [])
             ]
+            if not rows:
+                continue
+            heading = f"{n:,}" if len(rows) == n else f"{n:,}; {_showing(len(rows), n)}"
+            out += [f"### {_md(source)} ({heading})", ""]
             out += _md_table(["Container", "Item", "Title", "State"], rows)
             out.append("")
 
@@ -997,7 +1036,7 @@ def _html_kr(data: ReportData, kr: KeyResultProgress) -> str:
     out.append('<ul class="facts">' + "".join(f"<li>{f}</li>" for f in facts) + "</ul>")
     out.append(_burnup_svg(data, kr, detail))
     if detail.items:
-        out.append(f"<details><summary>Items behind this key result ({len(detail.items)})</summary>")
+        out.append(f"<details><summary>Items behind this key result ({detail.items_total:,})</summary>")
         out.append(
             '<div class="scroll"><table><thead><tr><th scope="col">Item</th><th scope="col">Title</th>'
             '<th scope="col">State</th><th scope="col" class="n pts">Points</th></tr></thead><tbody>'
@@ -1009,7 +1048,14 @@ def _html_kr(data: ReportData, kr: KeyResultProgress) -> str:
                 f"<td>{_e(_STATE_WORDS.get(item.state, item.state))}</td>"
                 f'<td class="n pts">{_e(_num(item.points)) if item.points is not None else ""}</td></tr>'
             )
-        out.append("</tbody></table></div></details>")
+        out.append("</tbody></table></div>")
+        more = detail.items_total - len(detail.items)
+        if more > 0:
+            out.append(
+                f'<p class="muted">… and {more:,} more ({_showing(len(detail.items), detail.items_total)}; '
+                f"<code>okrsync explain {_e(kr.id)}</code> lists them all)</p>"
+            )
+        out.append("</details>")
     out.append("</article>")
     return "".join(out)
 
@@ -1069,7 +1115,7 @@ def render_html(data: ReportData) -> str:
     for kr in krs:
         counts[_status_key(kr.status)] = counts.get(_status_key(kr.status), 0) + 1
     failed = [s for s in data.sources if not s.ok]
-    n_unaligned, total = len(data.unaligned), data.total_work_items
+    n_unaligned, total = data.unaligned_total, data.total_work_items
 
     out: list[str] = [
         "<!doctype html>",
@@ -1123,32 +1169,43 @@ def render_html(data: ReportData) -> str:
 
     out.append('<section aria-labelledby="h-unaligned"><h2 id="h-unaligned">Unaligned work</h2>')
     out.append(
-        f"<p>{n_unaligned} of {total} in-scope items ({_share(n_unaligned, total)} of all work) "
+        f"<p>{n_unaligned:,} of {total:,} in-scope items ({_share(n_unaligned, total)} of all work) "
         "match no key result.</p>"
     )
-    if data.unaligned:
-        groups = _unaligned_groups(data.unaligned)
-        biggest = max(len(items) for _, containers in groups for _, items in containers)
+    groups = _unaligned_groups(data) if n_unaligned else []
+    if groups:
+        biggest = max(n for _, _, containers in groups for _, n in containers)
         rows = []
-        for source, containers in groups:
-            for container, items in containers:
+        for source, _n, containers in groups:
+            for container, n in containers:
                 # bar length relative to the biggest group; the label gives the share of all work
-                share = len(items) / biggest
+                share = n / biggest
                 rows.append(
                     [
                         _e(source),
                         _e(container),
-                        str(len(items)),
+                        f"{n:,}",
                         f'<span class="share" style="width:{share * 80:.0f}px" aria-hidden="true"></span>'
-                        f"{_share(len(items), total)}",
+                        f"{_share(n, total)}",
                     ]
                 )
         out.append(_html_table([("Source", ""), ("Container", ""), ("Items", "n"), ("Share of all work", "")], rows))
-        for source, containers in groups:
-            n = sum(len(v) for _, v in containers)
-            out.append(f"<h3>{_e(source)} ({n})</h3>")
-            for container, items in containers:
-                out.append(f"<details><summary>{_e(container)}: {len(items)} unaligned</summary>")
+        if len(data.unaligned) < n_unaligned:
+            out.append(
+                f'<p class="muted">Items listed below: the {len(data.unaligned):,} most recently updated '
+                f"({_showing(len(data.unaligned), n_unaligned)}).</p>"
+            )
+        listed = _listed_by_container(data.unaligned)
+        for source, n, containers in groups:
+            shown = [(container, count, listed.get((source, container), [])) for container, count in containers]
+            if not any(items for _, _, items in shown):
+                continue
+            out.append(f"<h3>{_e(source)} ({n:,})</h3>")
+            for container, count, items in shown:
+                if not items:
+                    continue
+                label = f"{count:,} unaligned" + ("" if len(items) == count else f", {_showing(len(items), count)}")
+                out.append(f"<details><summary>{_e(container)}: {label}</summary>")
                 out.append(
                     _html_table(
                         [("Item", "key"), ("Title", "title"), ("State", "")],

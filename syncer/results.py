@@ -49,7 +49,7 @@ def compute_key_results(
     cycle = config.cycle
     tallies = store.tallies(cycle.starts_at, cycle.ends_at)
     checkins = store.latest_checkins()
-    latest = store.latest_snapshots()
+    latest = store.latest_snapshots(items=False)  # the numbers only: provenance is megabytes at 200k
     status = store.source_status()
     failed = set(failed_sources)
     result: dict[str, KeyResultProgress] = {}

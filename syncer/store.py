@@ -756,6 +756,15 @@ class Store:
         with self._read("count work items") as conn:
             return int(conn.scalar(query) or 0)
 
+    def concurrent_reads(self) -> bool:
+        """Whether reads from other threads see what this thread sees, each on its own connection.
+
+        Not inside a transaction of this thread (other threads would not see its writes), not in
+        a dry run, not on a shared single connection (in-memory SQLite): there every read is
+        serialised anyway. Lets a report run its independent aggregates side by side.
+        """
+        return self._serial is None and not self._dry_run and self._current() is None
+
     def unaligned_summary(
         self,
         cycle_start: datetime,

@@ -258,6 +258,38 @@ def test_an_item_marked_done_moves_the_number_on_the_next_sync(capsys, memory_en
     assert krs(report_json(capsys, memory_env.config))["launch"]["current"] == 80.0
 
 
+def test_unaligned_limit_caps_the_list_but_not_the_count(capsys, memory_env: MemoryEnv) -> None:
+    items = json.loads(memory_env.items.read_text(encoding="utf-8"))
+    extra = [dict(items[-2], id=f"x{n}", key=f"MEM-{100 + n}", title=f"Unplanned {n}",
+                  updated_at=f"{memory_env.cycle_start.isoformat()}T0{n}:00:00Z") for n in range(5)]
+    memory_env.write_items(items + extra)  # MEM-20 and five more match no key result
+    code, out, err = run(capsys, "sync", "-c", str(memory_env.config), "--format", "json", "--unaligned-limit", "1")
+    assert code == 0, err
+    assert len(json.loads(out)["unaligned"]) == 1 and json.loads(out)["unaligned_summary"]["count"] == 6
+
+    code, out, err = run(capsys, "report", "-c", str(memory_env.config), "--format", "json", "--unaligned-limit", "2")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [u["key"] for u in data["unaligned"]] == ["MEM-104", "MEM-103"]  # newest update first
+    summary = data["unaligned_summary"]
+    assert (summary["count"], summary["shown"]) == (6, 2)
+    assert summary["groups"] == [{"source": "memory", "container": "MEM", "count": 6}]
+    if REPORT_SCHEMA.exists():
+        import jsonschema
+
+        jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text(encoding="utf-8"))).validate(data)
+
+    code, out, _ = run(capsys, "report", "-c", str(memory_env.config), "--format", "json", "--unaligned-limit", "0")
+    assert code == 0 and len(json.loads(out)["unaligned"]) == 6  # 0 = all
+    assert len(report_json(capsys, memory_env.config)["unaligned"]) == 6  # default 200
+    code, out, _ = run(capsys, "report", "-c", str(memory_env.config), "--format", "markdown", "--unaligned-limit", "3")
+    assert code == 0 and "showing 3 of 6" in out
+    for bad in ("-1", "many"):
+        with pytest.raises(SystemExit) as exited:  # argparse: a usage error
+            main(["report", "-c", str(memory_env.config), "--unaligned-limit", bad])
+        assert exited.value.code == 2 and "--unaligned-limit" in capsys.readouterr().err
+
+
 # -- checkin / explain --------------------------------------------------------------------------
 
 

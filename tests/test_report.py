@@ -136,7 +136,18 @@ def test_json_contract_fields() -> None:
         "container": "PLAT",
         "kind": "issue",
     }
-    assert doc["unaligned_summary"] == {"count": 9, "total_work_items": 140, "share": 0.0643}
+    assert doc["unaligned_summary"] == {
+        "count": 9,
+        "shown": 9,
+        "total_work_items": 140,
+        "share": 0.0643,
+        "groups": [  # biggest first, then by source and container
+            {"source": "jira", "container": "PLAT", "count": 3},
+            {"source": "github", "container": "acme/api", "count": 2},
+            {"source": "github", "container": "acme/web", "count": 2},
+            {"source": "jira", "container": "MOB", "count": 2},
+        ],
+    }
     failed = [s for s in doc["sources"] if not s["ok"]]
     assert [s["name"] for s in failed] == ["jira-dc"] and "503" in failed[0]["error"]
     assert doc["sources"][0] == {
@@ -455,3 +466,83 @@ def test_hostile_titles_never_break_html_structure() -> None:
         assert len(dom.find("a", **{"class": "unaligned-link"})) == 1
 
     check()
+
+
+# --------------------------------------------------------------------------- capped lists (issue 7)
+
+
+def _capped(shown: int = 4, total: int = 120_431) -> ReportData:
+    """The standard report as a big store hands it over: ``shown`` unaligned items listed out of
+    ``total``, the per-container counts from SQL (one container has no listed item at all)."""
+    from syncer.model import UnalignedGroup
+
+    data = make_report()
+    groups = (
+        UnalignedGroup("jira", "PLAT", 70_000),
+        UnalignedGroup("github", "acme/web", 40_000),
+        UnalignedGroup("jira", "MOB", 10_000),
+        UnalignedGroup("github", "acme/ops", total - 120_000),  # nothing of it is listed
+    )
+    return replace(
+        data, unaligned=data.unaligned[:shown], unaligned_count=total, unaligned_groups=groups,
+        total_work_items=240_862,
+    )
+
+
+def test_json_of_a_capped_list_keeps_the_contract_and_counts_all() -> None:
+    data = _capped()
+    doc = json.loads(render_json(data))
+    assert len(doc["unaligned"]) == 4 and doc["unaligned"][0]["key"] == "PLAT-77"
+    summary = doc["unaligned_summary"]
+    assert (summary["count"], summary["shown"], summary["total_work_items"]) == (120_431, 4, 240_862)
+    assert summary["share"] == 0.5
+    assert summary["groups"][0] == {"source": "jira", "container": "PLAT", "count": 70_000}
+    assert sum(g["count"] for g in summary["groups"]) == 120_431
+    if SCHEMA.is_file():
+        jsonschema = pytest.importorskip("jsonschema")
+        schema = json.loads(SCHEMA.read_text())
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
+        assert not errors, errors[0]
+
+
+def test_table_says_how_many_of_all_unaligned_items_it_shows() -> None:
+    text = render_table(_capped(), width=200)
+    assert "Unaligned work: 120,431 of 240,862 in-scope items (50.0%) match no key result" in text
+    assert "… and 120,427 more (showing 4 of 120,431)" in text
+    assert "jira 80,000 (PLAT 70,000, MOB 10,000)" in text  # groups from the counts, not the 4 listed
+    assert "github 40,431 (acme/web 40,000, acme/ops 431)" in text
+    full = render_table(make_report(), width=200)
+    assert "showing" not in full  # 9 unaligned, all shown
+
+
+def test_markdown_and_html_show_every_group_and_say_showing_n_of_m() -> None:
+    data = _capped()
+    md = render_markdown(data)
+    assert "120,431 of 240,862 in-scope items (50.0% of all work) match no key result." in md
+    assert "| github | acme/ops | 431 | 0.2% |" in md  # a group with no listed item still counts
+    assert "| jira | PLAT | 70,000 | 29.1% |" in md
+    assert "(showing 4 of 120,431)" in md
+    assert "### jira (80,000; showing 4 of 80,000)" in md
+    assert "### github" not in md  # none of github's items is among the 4 listed
+    page = render_html(data)
+    dom = _dom(page)
+    text = " ".join(dom.text)
+    assert "showing 4 of 120,431" in text
+    assert "PLAT: 70,000 unaligned, showing 3 of 70,000" in text
+    assert "acme/ops" in text and "431" in text
+    assert len(dom.find("a", **{"class": "unaligned-link"})) == 4
+    assert "showing" not in render_markdown(make_report())
+
+
+def test_item_lists_behind_a_key_result_say_and_n_more() -> None:
+    data = make_report()
+    revamp = data.details["onboarding-revamp"]
+    capped = replace(data, details={**data.details, "onboarding-revamp": replace(revamp, item_count=2345)})
+    md = render_markdown(capped)
+    assert "<summary>onboarding-revamp: 2,345 items</summary>" in md
+    assert "… and 2,334 more (showing 11 of 2,345)" in md
+    text = " ".join(_dom(render_html(capped)).text)
+    assert "Items behind this key result (2,345)" in text
+    assert "… and 2,334 more (showing 11 of 2,345;" in text
+    assert json.loads(render_json(capped))["objectives"][1]["key_results"][0]["work_items_total"] == 2345
+    assert "more (showing" not in render_markdown(data)

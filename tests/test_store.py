@@ -581,3 +581,173 @@ def test_dry_run_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> Non
         assert dry.count_items() == 1 and dry.tallies(START, END)["a"].total == 1
         assert dry.url_redacted == f"sqlite:///{path}"
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the report's aggregates (issue 7): counts and groups in SQL, daily history ----------------------
+
+
+def _unaligned_world(store: Store) -> list[WorkItem]:
+    """~300 items of two sources over four containers, with every trait the filter looks at.
+
+    Seeded, so a failure reproduces; ids are matched directly, through a parent or through a
+    grandparent, some items are retired, out of scope, epics, sub-tasks, pull requests, done
+    before the cycle, won't-do, or carry an ignored label (in any case).
+    """
+    import random
+
+    rng = random.Random(7)
+    written: list[WorkItem] = []
+    for source, containers in (("jira", ("PLAT", "MOB")), ("gh", ("acme/web", "acme/api"))):
+        page: list[WorkItem] = []
+        for n in range(150):
+            parent = f"{source}-{rng.randrange(n)}" if n > 5 and rng.random() < 0.5 else None
+            page.append(
+                item(
+                    f"{source}-{n}",
+                    source=source,
+                    key=f"{source.upper()}-{n}",
+                    container=rng.choice(containers),
+                    state=rng.choice([State.TODO, State.IN_PROGRESS, State.DONE, State.DONE, State.UNKNOWN]),
+                    kind=rng.choice([ItemKind.ISSUE] * 6 + [ItemKind.EPIC, ItemKind.SUBTASK, ItemKind.PULL_REQUEST]),
+                    excluded=rng.random() < 0.1,
+                    in_scope=rng.random() < 0.9,
+                    labels=rng.choice([(), (), ("bug",), ("Chore",), ("chore", "x"), ("deps",)]),
+                    updated_at=rng.choice([START - timedelta(days=20), START + timedelta(days=5), NOW]),
+                    parent_id=parent,
+                )
+            )
+        matched = {i.id: {"kr": 0} for i in page if rng.random() < 0.3}
+        store.write_page(source, page, matched, None, NOW)
+        gone = {i.id for i in page if rng.random() < 0.05}
+        store.retire_missing(source, [i.id for i in page if i.id not in gone], NOW, guard=1.0)
+        written += [i for i in page if i.id not in gone]
+    return written
+
+
+def _python_unaligned(store: Store, live: list[WorkItem], ignore: set[str], failed: set[str]) -> list[WorkItem]:
+    """The SQL's rule, re-stated over plain objects: own match, parent's, or grandparent's."""
+    everything = {(i.source, i.id): i for i in store.iter_items(include_retired=True)}
+    matched = {(s, i) for s in ("jira", "gh") for i, krs in store.item_matches(s, [x[1] for x in everything]).items()
+               if krs}  # fmt: skip
+
+    def candidate(i: WorkItem) -> bool:
+        open_work = i.state != State.DONE and not i.excluded
+        touched = START <= i.updated_at < END
+        return (
+            i.in_scope and i.source not in failed and (open_work or touched)
+            and i.kind not in (ItemKind.EPIC, ItemKind.SUBTASK, ItemKind.PULL_REQUEST)
+        )  # fmt: skip
+
+    def aligned(i: WorkItem) -> bool:
+        if (i.source, i.id) in matched or (i.source, i.parent_id) in matched:
+            return True
+        parent = everything.get((i.source, i.parent_id or ""))
+        return parent is not None and (i.source, parent.parent_id) in matched
+
+    return [
+        i for i in live
+        if candidate(i) and not aligned(i) and not {label.lower() for label in i.labels} & ignore
+    ]  # fmt: skip
+
+
+def test_unaligned_summary_equals_a_python_count_over_the_same_items(store: Store) -> None:
+    live = _unaligned_world(store)
+    for ignore, failed in (((), ()), (("CHORE",), ()), (("chore", "deps"), ("gh",))):
+        summary = store.unaligned_summary(START, END, ignore, exclude_sources=failed)
+        expected = _python_unaligned(store, live, {label.lower() for label in ignore}, set(failed))
+        by_group: dict[tuple[str, str], int] = {}
+        for i in expected:
+            by_group[(i.source, i.container)] = by_group.get((i.source, i.container), 0) + 1
+        assert summary.count == len(expected) > 0
+        assert {(g.source, g.container): g.count for g in summary.groups} == by_group
+        assert [g.count for g in summary.groups] == sorted((g.count for g in summary.groups), reverse=True)
+        # the same answer as listing every unaligned item, and the same denominator as before
+        listed = store.unaligned(START, END, ignore, exclude_sources=failed)
+        assert {(i.source, i.id) for i in listed} == {(i.source, i.id) for i in expected}
+        assert summary.total_work_items == store.count_unaligned_candidates(START, END, (), exclude_sources=failed)
+        # the capped list is the head of the full list, in the same order
+        assert store.unaligned(START, END, ignore, exclude_sources=failed, limit=7) == listed[:7]
+
+
+def test_unaligned_summary_of_an_empty_store(store: Store) -> None:
+    summary = store.unaligned_summary(START, END, ["chore"])
+    assert (summary.count, summary.groups, summary.total_work_items) == (0, (), 0)
+
+
+def test_tallies_count_excluded_items_in_the_same_pass(store: Store) -> None:
+    won_t = [item(n, state=State.DONE, excluded=True, points=2.0, done_at=NOW) for n in (1, 2)]
+    store.write_page("jira", [*won_t, item(3, kind=ItemKind.SUBTASK, excluded=True)], {
+        "1": {"only-excluded": 0}, "2": {"only-excluded": 0, "mixed": 0}, "3": {"only-excluded": 0}
+    }, None, NOW)  # fmt: skip
+    store.write_page("gh", [item(9, source="gh", points=1.0)], {"9": {"mixed": 0}}, None, NOW)
+    got = store.tallies(START, END)
+    assert got["only-excluded"] == Tally(excluded=2)  # the sub-task counts nowhere
+    assert got["mixed"] == Tally(total=1, todo=1, points_total=1.0, excluded=1)
+
+
+def test_kr_items_limit_done_first_and_counts(store: Store) -> None:
+    _tally_fixture(store)
+    everything = store.kr_items("a")
+    first = store.kr_items("a", limit=3, done_first=True)
+    done_first = sorted(everything, key=lambda row: (row[0].state != State.DONE, row[0].source, row[0].key))
+    assert [i.id for i, _ in first] == [i.id for i, _ in done_first[:3]]
+    assert all(i.state == State.DONE for i, _ in first)
+    assert len(store.kr_items("a", limit=2)) == 2
+    assert store.kr_item_counts() == {"a": len(everything), "b": len(store.kr_items("b"))}
+
+
+def test_latest_snapshots_without_provenance(store: Store) -> None:
+    run = store.begin_run(NOW, full=False, dry_run=False, worker="w")
+    store.write_snapshots(run, NOW, [kr("a", 40.0, 4, 10)], {"a": {"1": "done"}})
+    light = store.latest_snapshots(items=False)["a"]
+    full = store.latest_snapshots()["a"]
+    assert light["items"] == {} and full["items"] == {"1": "done"}
+    assert {k: v for k, v in light.items() if k != "items"} == {k: v for k, v in full.items() if k != "items"}
+
+
+def _snap(store: Store, at: datetime, current: float, *krs: str) -> None:
+    run = store.begin_run(at, full=False, dry_run=False, worker="w")
+    store.write_snapshots(run, at, [kr(k, current, 1, 10) for k in krs or ("a",)], {})
+
+
+def test_daily_histories_keep_each_days_last_point(store: Store) -> None:
+    day = datetime(2026, 10, 10, tzinfo=UTC)
+    _snap(store, day - timedelta(days=3, hours=1), 1.0)  # before `since`: left out
+    _snap(store, day + timedelta(hours=9), 10.0, "a", "b")  # first in the window: kept
+    _snap(store, day + timedelta(hours=15), 11.0)
+    _snap(store, day + timedelta(hours=23, minutes=59, seconds=59), 12.0)  # the day's last
+    _snap(store, day + timedelta(days=1), 20.0)  # midnight belongs to the next day
+    _snap(store, day + timedelta(days=1, hours=12), 21.0, "a", "b")
+    # no snapshot on day + 2
+    _snap(store, day + timedelta(days=3, hours=8), 30.0)
+    _snap(store, day + timedelta(days=3, hours=8), 31.0)  # another run at the same instant wins
+    since = day - timedelta(days=1)
+    daily = store.daily_histories(since=since)
+    assert [(p.at - day, p.current) for p in daily["a"]] == [
+        (timedelta(hours=9), 10.0),
+        (timedelta(hours=23, minutes=59, seconds=59), 12.0),
+        (timedelta(days=1, hours=12), 21.0),
+        (timedelta(days=3, hours=8), 31.0),
+    ]
+    assert [p.current for p in daily["b"]] == [10.0, 21.0]
+    assert daily["a"][0].total == 10 and daily["a"][0].done == 1
+    # the same as thinning the full history in Python
+    full = store.histories(since=since)["a"]
+    by_day = {p.at.date(): p for p in full}
+    assert daily["a"] == [full[0], *[p for p in by_day.values() if p is not full[0]]]
+    assert store.daily_histories(since=since, kr_ids=["b", "nothing"]) == {"b": daily["b"]}
+    assert [p.current for p in store.daily_histories()["a"]][:2] == [1.0, 12.0]  # no window: every day
+
+
+def test_daily_histories_put_backfill_before_the_first_snapshot(store: Store) -> None:
+    day = datetime(2026, 10, 10, tzinfo=UTC)
+    store.write_backfill("a", [
+        HistoryPoint(day - timedelta(days=n), float(10 - n), 0.0, 10, 10 - n) for n in (3, 2, 1)
+    ] + [HistoryPoint(day + timedelta(days=1), 99.0, 0.0, 10, 9)])  # fmt: skip
+    store.write_backfill("c", [HistoryPoint(day, 5.0, 0.5, 10, 5)])  # reconstruction only
+    _snap(store, day + timedelta(hours=10), 40.0)
+    _snap(store, day + timedelta(days=1, hours=10), 50.0)
+    daily = store.daily_histories(since=day - timedelta(days=2, hours=1))
+    assert [p.current for p in daily["a"]] == [8.0, 9.0, 40.0, 50.0]  # 99 loses to real snapshots
+    assert [p.current for p in daily["c"]] == [5.0]
+    assert daily["a"] == [p for p in store.histories(since=day - timedelta(days=2, hours=1))["a"]]
