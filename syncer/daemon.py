@@ -304,7 +304,7 @@ class Daemon:
                 self.metrics.progress.labels(kr.id, objective.id).set(kr.progress)
                 self.metrics.current.labels(kr.id, objective.id).set(kr.current)
                 self.metrics.stale.labels(kr.id).set(1 if kr.stale else 0)
-        self.metrics.unaligned.set(len(data.unaligned))
+        self.metrics.unaligned.set(data.unaligned_total)  # all of them, not the capped list
         log.info("pass finished", extra={"fields": {
             "full": full, "requests": result.requests,
             "sources": {o.name: ("ok" if o.ok else "failed") for o in result.outcomes},
