@@ -86,11 +86,11 @@ def assemble_report(
         history_job = (
             background.submit(store.daily_histories, since=cycle.starts_at, kr_ids=kr_ids) if history else None
         )
-        counts_job = background.submit(store.kr_item_counts) if with_items else None
+        items_job = background.submit(_all_items, store, config, item_limit) if with_items else None
         if krs is None:
             krs = compute_key_results(config, store, at, failed_sources=failed)
         histories = history_job.result() if history_job is not None else {}
-        item_counts = counts_job.result() if counts_job is not None else {}
+        items = items_job.result() if items_job is not None else {}
         summary = summary_job.result()
     objectives = roll_up(config, krs, at)
     details: dict[str, KeyResultDetail] = {}
@@ -106,9 +106,9 @@ def assemble_report(
             history=tuple(downsample(points, CHART_POINTS)) if points else (),
             forecast=forecast(points, kr_config, cycle, at, baseline=baseline),
             scope_change=_scope_change(kr_config.metric, points, kr.tally.total),
-            items=_items(store, kr_config, item_limit) if with_items else (),
+            items=items[kr.id][0] if with_items else (),
             change=(changes or {}).get(kr.id),
-            item_count=item_counts.get(kr.id, 0) if with_items else None,
+            item_count=items[kr.id][1] if with_items else None,
         )
     limit = unaligned_limit or None
     unaligned = (
@@ -164,13 +164,20 @@ def _scope_change(metric: str, points: Sequence[HistoryPoint], total_now: int) -
     return scope_change(points[0].total, total_now)
 
 
-def _items(store: Store, kr_config: Any, limit: int | None) -> tuple[ReportItem, ...]:
-    """Done first, then by source and key; the database stops at ``limit``."""
-    rows = store.kr_items(kr_config.id, limit=limit or None, done_first=True)
-    rules = kr_config.match
-    return tuple(
-        report_item(item, rules[index].describe() if 0 <= index < len(rules) else "") for item, index in rows
-    )
+def _all_items(
+    store: Store, config: Config, limit: int | None
+) -> dict[str, tuple[tuple[ReportItem, ...], int]]:
+    """Per key result: its first ``limit`` items (done first, then by source and key), and how
+    many there are. The database sorts and stops at ``limit``."""
+    found: dict[str, tuple[tuple[ReportItem, ...], int]] = {}
+    for _, kr_config in config.key_results():
+        rows, total = store.kr_items_page(kr_config.id, limit or None)
+        rules = kr_config.match
+        found[kr_config.id] = (
+            tuple(report_item(item, rules[i].describe() if 0 <= i < len(rules) else "") for item, i in rows),
+            total,
+        )
+    return found
 
 
 def _stored_outcomes(config: Config, status: Mapping[str, Mapping[str, Any]]) -> tuple[SourceOutcome, ...]:

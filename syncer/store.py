@@ -661,6 +661,29 @@ class Store:
         with self._read("read key result items") as conn:
             return [(_row_item(r), int(r.rule_index)) for r in conn.execute(query)]
 
+    def kr_items_page(self, kr_id: str, limit: int | None) -> tuple[list[tuple[WorkItem, int]], int]:
+        """The first ``limit`` items of ``kr_items(kr_id, done_first=True)`` and how many there are.
+
+        The count rides along as a window aggregate (``count(*) OVER ()``) of the same query: the
+        database visits every item of the key result to sort them anyway.
+        """
+        if limit is None:
+            rows = self.kr_items(kr_id, done_first=True)
+            return rows, len(rows)
+        done_first = case((items_t.c.state == State.DONE.value, 0), else_=1)
+        query = (
+            select(*_ITEM_COLUMNS, matches.c.rule_index, func.count().over().label("n_total"))
+            .select_from(
+                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
+            )
+            .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
+            .order_by(done_first, items_t.c.source, items_t.c.key, items_t.c.id)
+            .limit(limit)
+        )
+        with self._read("read key result items") as conn:
+            found = conn.execute(query).all()
+        return [(_row_item(r), int(r.rule_index)) for r in found], int(found[0].n_total) if found else 0
+
     def kr_item_counts(self) -> dict[str, int]:
         """Per key result, how many rows ``kr_items`` would return (live, excluded included)."""
         query = (

@@ -694,6 +694,10 @@ def test_kr_items_limit_done_first_and_counts(store: Store) -> None:
     assert all(i.state == State.DONE for i, _ in first)
     assert len(store.kr_items("a", limit=2)) == 2
     assert store.kr_item_counts() == {"a": len(everything), "b": len(store.kr_items("b"))}
+    page, total = store.kr_items_page("a", 3)
+    assert page == first and total == len(everything) == 10  # 1-9 less the retired 10, plus P-20
+    assert store.kr_items_page("a", None) == (done_first, 10)
+    assert store.kr_items_page("nothing", 5) == ([], 0)
 
 
 def test_latest_snapshots_without_provenance(store: Store) -> None:
