@@ -18,14 +18,8 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from rich import box
-from rich.console import Console, Group
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
 
 from syncer.errors import ConfigError
 from syncer.model import (
@@ -39,6 +33,9 @@ from syncer.model import (
     Status,
 )
 from syncer.progress import format_change
+
+if TYPE_CHECKING:  # rich is imported by render_table only: JSON, HTML and Markdown do not need it
+    from rich.text import Text
 
 __all__ = [
     "FORMATS",
@@ -462,11 +459,15 @@ def render_json(data: ReportData) -> str:
 
 
 def _rich_status(status: Status | str | None, color: bool) -> Text:
+    from rich.text import Text
+
     key = _status_key(status)
     return Text(_status_label(status), style=_STATUS_RICH.get(key, "") if color else "")
 
 
 def _rich_bar(fraction: float, status: Status | str | None, color: bool, cells: int = 10) -> Text:
+    from rich.text import Text
+
     style = _STATUS_RICH.get(_status_key(status), "") if color else ""
     text = Text(progress_bar_text(fraction, cells), style=style)
     text.append(f" {_pct(fraction):>4}")
@@ -475,6 +476,12 @@ def _rich_bar(fraction: float, status: Status | str | None, color: bool, cells: 
 
 def render_table(data: ReportData, *, color: bool = False, width: int | None = None) -> str:
     """A terminal report drawn with rich; without ``color`` it is plain text (no ANSI escapes)."""
+    from rich import box
+    from rich.console import Console, Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
     buf = io.StringIO()
     width = width or 100
     narrow = width < 90  # phones, split panes: value moves under the title, bar shrinks
