@@ -129,7 +129,7 @@ def assemble_report(
         details=details,
         unaligned=tuple(report_item(i) for i in unaligned),
         total_work_items=total_work,
-        sources=tuple(outcomes) if outcomes is not None else _stored_outcomes(config, status),
+        sources=tuple(outcomes) if outcomes is not None else _stored_outcomes(config, status, store.last_runs(20)),
         source_last_synced={name: _dt(status.get(name, {}).get("last_success_at")) for name in config.sources},
         writes=tuple(writes),
         dry_run=dry_run,
@@ -180,13 +180,27 @@ def _all_items(
     return found
 
 
-def _stored_outcomes(config: Config, status: Mapping[str, Mapping[str, Any]]) -> tuple[SourceOutcome, ...]:
+def _stored_outcomes(
+    config: Config, status: Mapping[str, Mapping[str, Any]], last_runs: Sequence[Mapping[str, Any]] = ()
+) -> tuple[SourceOutcome, ...]:
+    """Each source as its most recent pass left it: health from the store, and the items fetched
+    and requests sent by the latest run that synced it (CONTRACT §4's real figures, offline)."""
     failed = failed_sources_from_status(status)
+    figures: dict[str, Mapping[str, Any]] = {}
+    for run in last_runs:  # newest first
+        detail = run.get("detail") or {}
+        for entry in detail.get("sources", ()) if isinstance(detail, Mapping) else ():
+            if isinstance(entry, Mapping) and entry.get("name") not in figures:
+                figures[str(entry.get("name"))] = entry
     return tuple(
         SourceOutcome(
             name=name,
             ok=name not in failed,
             error=status.get(name, {}).get("last_error") if name in failed else None,
+            fetched=int(figures.get(name, {}).get("fetched") or 0),
+            requests=int(figures.get(name, {}).get("requests") or 0),
+            retired=int(figures.get(name, {}).get("retired") or 0),
+            full=bool(figures.get(name, {}).get("full")),
         )
         for name in config.sources
     )

@@ -95,7 +95,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         )
         result = run_once(config, store, options, now=now)
         data = assemble_report(
-            config, store, now(), outcomes=result.outcomes, writes=result.writes,
+            config, store, now(), outcomes=result.outcomes, writes=result.writes, krs=result.key_results or None,
             changes=result.changes, dry_run=args.dry_run, with_items=False,
             unaligned_limit=args.unaligned_limit,
         )

@@ -259,7 +259,7 @@ class Daemon:
                 kwargs["connector_factory"] = self.connector_factory
             result = run_once(config, store, options, **kwargs)
             data = assemble_report(config, store, self.now(), outcomes=result.outcomes, writes=result.writes,
-                                   changes=result.changes, item_limit=100)
+                                   krs=result.key_results or None, changes=result.changes, item_limit=100)
             self.published.report_json = render(data, "json")
             self.published.report_html = render(data, "html")
             shared = store.source_status() if self.worker_mode else {}

@@ -181,7 +181,7 @@ def run_demo(*, keep: bool = False, workdir: Path | None = None, fmt: str = "tab
             second = run_once(config, store, SyncOptions(worker="demo"))
             print("\n3. incremental sync: " + _summary(second.outcomes), file=out)
             data = assemble_report(config, store, utc_now(), outcomes=second.outcomes, writes=second.writes,
-                                   changes=second.changes)
+                                   krs=second.key_results or None, changes=second.changes)
             html_path = folder / "report.html"
             html_path.write_text(render(data, "html"), encoding="utf-8")
             print("", file=out)

@@ -46,7 +46,7 @@ from syncer.backfill import RECONSTRUCTIBLE, reconstruct
 from syncer.config import Config, parse_duration
 from syncer.errors import ConfigError, RateLimitedError, SourceError, SyncBusyError
 from syncer.matching import CompiledRule, RuleIndex, build_index, compile_rules, match_item
-from syncer.model import KeyResultChange, PlannedWrite, SourceOutcome, WorkItem
+from syncer.model import KeyResultChange, KeyResultProgress, PlannedWrite, SourceOutcome, WorkItem
 from syncer.progress import describe_change
 from syncer.publish import plan_writes
 from syncer.results import compute_key_results, utc_now
@@ -134,6 +134,8 @@ class SyncResult:
     writes: list[PlannedWrite]
     write_errors: list[str]
     skipped: list[str] = field(default_factory=list)
+    key_results: dict[str, KeyResultProgress] = field(default_factory=dict)
+    """The key results this pass computed (reports reuse them instead of recomputing)."""
 
     @property
     def exit_code(self) -> int:
@@ -237,7 +239,7 @@ def run_once(
             run_id, now(), outcome_text, requests,
             {"sources": sources, "write_errors": write_errors, "skipped": skipped},
         )
-        return SyncResult(run_id, outcomes, changes, writes, write_errors, skipped)
+        return SyncResult(run_id, outcomes, changes, writes, write_errors, skipped, dict(krs))
     finally:
         renewer.stop()
         for name in held:

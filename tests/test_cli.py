@@ -186,6 +186,9 @@ def test_sync_then_the_json_report_matches_the_schema_and_the_hand_computed_numb
         "memory": (True, 16), "ops": (True, 2)}
 
     data = report_json(capsys, memory_env.config)
+    offline = {s["name"]: (s["ok"], s["fetched"], s["requests"]) for s in data["sources"]}
+    assert offline == {s["name"]: (s["ok"], s["fetched"], s["requests"]) for s in synced["sources"]}, (
+        "report (no network) shows the figures of the last pass, not zeros")
     if REPORT_SCHEMA.exists():
         import jsonschema  # type: ignore[import-untyped]
 
