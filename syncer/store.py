@@ -463,6 +463,27 @@ class Store:
                     conn.execute(members.insert(), list(group))
         return changed
 
+    def link_parents(self, source: str) -> int:
+        """Give items that name their parent only by key (a Data Center Epic Link, a JSON import)
+        that parent's stable id, so unaligned work and roll-ups can follow it. Returns the count."""
+        parent = items_t.alias("parent")
+        parent_id = (
+            select(parent.c.id)
+            .where(parent.c.source == items_t.c.source, parent.c.key == items_t.c.parent_key)
+            .limit(1)
+            .scalar_subquery()
+        )
+        with self._write(f"link parents of {source}") as conn:
+            result = conn.execute(
+                update(items_t)
+                .where(
+                    items_t.c.source == source, items_t.c.parent_id.is_(None), items_t.c.parent_key.is_not(None),
+                    parent_id.is_not(None),  # a parent okrsync never saw stays unlinked, and unwritten
+                )
+                .values(parent_id=parent_id)
+            )
+            return int(result.rowcount or 0)
+
     def items_by_ids(self, source: str, ids: Collection[str]) -> list[WorkItem]:
         """The stored items (live or retired) with these ids, in no particular order."""
         found: list[WorkItem] = []

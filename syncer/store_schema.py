@@ -125,6 +125,7 @@ items = Table(
     Index("ix_items_source_retired", "source", "retired_at"),
     Index("ix_items_parent", "source", "parent_id"),
     Index("ix_items_updated", "updated_at"),
+    Index("ix_items_key", "source", "key"),
 )
 
 matches = Table(
@@ -274,7 +275,14 @@ def _v2(conn: Connection) -> None:
 
 Migration = Callable[[Connection], None]
 
-MIGRATIONS: list[Migration] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Version 3: items by key, to give a child named only by its parent's key that parent's id."""
+    for index in items.indexes:
+        if index.name == "ix_items_key":
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``; append, never reorder."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

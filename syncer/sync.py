@@ -409,6 +409,7 @@ def _finish_source(
         for start in range(0, len(stale_ids), _REMATCH_BATCH):
             batch = store.items_by_ids(name, stale_ids[start : start + _REMATCH_BATCH])
             store.replace_matches(name, {item.id: match_item(item, index, merged) for item in batch})
+        store.link_parents(name)
         if page.census is not None:
             retired = store.retire_missing(name, page.census, at, guard=source_config.retire_guard)
         if page.cursor is not None:

@@ -427,7 +427,7 @@ def test_lease_contention_across_threads(store_url: str) -> None:
 
 def test_schema_version_recorded_and_newer_refused(store_url: str) -> None:
     with Store.open(store_url) as s:
-        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "2"
+        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "3"
         s.set_meta("schema_version", "99")
     with pytest.raises(StoreError, match="schema version 99 is newer than this okrsync knows"):
         Store.open(store_url)
@@ -439,7 +439,7 @@ def test_a_version_1_store_gains_the_backfill_table(store_url: str) -> None:
             conn.execute(text("DROP TABLE backfill"))
         s.set_meta("schema_version", "1")
     with Store.open(store_url) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == len(store_schema.MIGRATIONS)
         s.write_backfill("a", [HistoryPoint(NOW - timedelta(days=1), 5.0, 0.5, 10, 5)])
         assert s.backfilled() == {"a"}
         assert [p.current for p in s.history("a")] == [5.0]
@@ -755,3 +755,14 @@ def test_daily_histories_put_backfill_before_the_first_snapshot(store: Store) ->
     assert [p.current for p in daily["a"]] == [8.0, 9.0, 40.0, 50.0]  # 99 loses to real snapshots
     assert [p.current for p in daily["c"]] == [5.0]
     assert daily["a"] == [p for p in store.histories(since=day - timedelta(days=2, hours=1))["a"]]
+
+
+def test_link_parents_gives_children_named_by_key_their_parents_id(store: Store) -> None:
+    epic = item(1, key="PLAT-1", kind=ItemKind.EPIC)
+    child = item(2, key="PLAT-2", parent_key="PLAT-1")
+    orphan = item(3, key="PLAT-3", parent_key="GONE-9")
+    store.write_page("jira", [child, orphan, epic], {}, None, NOW)
+    assert store.link_parents("jira") == 1
+    by_id = {i.id: i for i in store.iter_items("jira")}
+    assert by_id["2"].parent_id == "1" and by_id["3"].parent_id is None
+    assert store.link_parents("jira") == 0, "nothing left to link: no row is rewritten"

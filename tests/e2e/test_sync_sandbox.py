@@ -19,12 +19,13 @@ from syncer.config import Config, load
 from syncer.demo import DEMO_ENV, GITHUB_TOKEN, JIRA_EMAIL, JIRA_TOKEN, demo_config_text, mutate_week
 from syncer.model import WorkItem
 from syncer.sandbox.github import GitHubApp, start_github_sandbox
-from syncer.sandbox.jira import JiraApp, start_jira_sandbox
+from syncer.sandbox.jira import JiraApp, quarter_bounds, start_jira_sandbox
 from syncer.sandbox.server import SandboxServer
 from syncer.store import Store
 from syncer.sync import SyncOptions, run_once
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+CYCLE_BOUNDS = quarter_bounds(NOW)
 
 
 @dataclass
@@ -170,3 +171,39 @@ def test_write_back_happens_once_and_a_rerun_writes_nothing(org: Org) -> None:
                 if r.method in ("PUT", "PATCH", "POST") and "search" not in r.path and "bulkfetch" not in r.path]
     body = org.github.repos["acme/okrs"].issues[4].body
     assert body.count("<!-- okrsync:start -->") == 1 and "Ship the onboarding revamp" in body
+
+
+def test_data_center_children_of_a_matched_epic_are_aligned_through_the_epic_link(tmp_path: Path) -> None:
+    """DC sends the Epic Link as a key only; the child still counts as aligned through its epic."""
+    server, jira = start_jira_sandbox("demo", now=NOW, flavour="datacenter")
+    try:
+        path = tmp_path / "dc.yaml"
+        first, last = CYCLE_BOUNDS
+        path.write_text(f"""\
+cycle: {{name: Q, start: {first}, end: {last}}}
+store: sqlite:///dc.db
+sources:
+  jira:
+    type: jira
+    url: {server.url}
+    auth:
+      pat: sandbox-pat
+    scope: project = PLAT
+objectives:
+  - id: o
+    title: Epics themselves
+    key_results:
+      - id: epics
+        title: Epics
+        match:
+          - {{source: jira, issue_type: Epic}}
+""", encoding="utf-8")
+        config = load(path, env={})
+        with Store.open(config.store_url()) as store:
+            assert run_once(config, store, SyncOptions(full=True)).exit_code == 0
+            children = [i for i in store.iter_items("jira") if i.parent_key == "PLAT-1"]
+            assert children and all(i.parent_id == str(jira.find("PLAT-1").id) for i in children)
+            unaligned = {i.key for i in store.unaligned(config.cycle.starts_at, config.cycle.ends_at, ())}
+            assert not unaligned & {i.key for i in children}
+    finally:
+        server.stop()
