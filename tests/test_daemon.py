@@ -234,7 +234,7 @@ def test_a_changed_item_shows_in_the_report_after_a_pass(daemon: DaemonProcess) 
         if item["key"] == "MEM-6":
             item.update(state="done", done_at=item["updated_at"], updated_at="2099-01-01T00:00:00Z")
     daemon.env.write_items(items)
-    wait_for("launch at 80%", lambda: kr_value(daemon.report(), "launch") == 80.0, timeout=15)
+    wait_for("launch at 80%", lambda: kr_value(daemon.report(), "launch") == 80.0, timeout=30)
     assert daemon.metric("okrsync_key_result_value", key_result="launch", objective="product") == 80.0
 
 
@@ -248,7 +248,7 @@ def test_a_broken_config_on_sighup_is_reported_and_the_old_one_kept(daemon: Daem
         assert failed[0]["level"] == "error"
         assert "YAML" in failed[0]["message"]
         before = passes(daemon)
-        wait_for("two more passes", lambda: passes(daemon) >= before + 2, timeout=15)
+        wait_for("two more passes", lambda: passes(daemon) >= before + 2, timeout=30)
         assert daemon.get("/healthz")[0] == 200
         assert daemon.proc.poll() is None
     finally:
@@ -271,9 +271,9 @@ def test_a_failing_source_is_logged_once_and_its_recovery_once(daemon: DaemonPro
         assert daemon.metric("okrsync_key_result_stale", key_result="launch") == 1
     finally:
         daemon.env.items.write_bytes(original)
-    wait_for("memory recovered", lambda: "memory recovered" in daemon.messages(), timeout=15)
+    wait_for("memory recovered", lambda: "memory recovered" in daemon.messages(), timeout=30)
     recovered_at = passes(daemon)
-    wait_for("another good pass", lambda: passes(daemon) >= recovered_at + 1, timeout=15)
+    wait_for("another good pass", lambda: passes(daemon) >= recovered_at + 1, timeout=30)
     messages = daemon.messages()
     failing = [m for m in messages if m.startswith("memory failing")]
     assert len(failing) == 1, failing
