@@ -965,6 +965,7 @@ class Store:
         with self._write("write snapshots") as conn:
             for group in _chunks(rows, _ROWS):
                 _upsert(conn, snapshots, group, ["run_id", "kr_id"])
+            _prune_item_maps(conn, run_id)
 
     def latest_snapshots(self, *, items: bool = True) -> dict[str, dict[str, Any]]:
         """kr_id -> its newest snapshot (by run), with ``items`` decoded to state names.
@@ -1382,6 +1383,18 @@ _COPY_ORDER = (
     backfill,
 )  # fmt: skip
 """Parents before children; leases are not copied (they belong to the old store's processes)."""
+
+
+def _prune_item_maps(conn: Connection, run_id: int) -> None:
+    """Keep the per-item state maps of the two newest runs only (``explain`` and the change
+    summary compare those two); older snapshots keep their numbers. Without this a 200k-item
+    store grew by megabytes per pass: 96 passes a day for a quarter is tens of gigabytes."""
+    previous = conn.scalar(select(func.max(snapshots.c.run_id)).where(snapshots.c.run_id < run_id))
+    if previous is None:
+        return
+    conn.execute(
+        update(snapshots).where(snapshots.c.run_id < previous, snapshots.c["items"] != {}).values(items={})
+    )
 
 
 def copy_store(src: Store, dst: Store, *, batch: int = 2000) -> dict[str, tuple[int, int]]:

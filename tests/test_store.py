@@ -766,3 +766,16 @@ def test_link_parents_gives_children_named_by_key_their_parents_id(store: Store)
     by_id = {i.id: i for i in store.iter_items("jira")}
     assert by_id["2"].parent_id == "1" and by_id["3"].parent_id is None
     assert store.link_parents("jira") == 0, "nothing left to link: no row is rewritten"
+
+
+def test_only_the_two_newest_runs_keep_their_item_maps(store: Store) -> None:
+    runs_ = [store.begin_run(NOW + timedelta(minutes=n), full=False, dry_run=False, worker="w") for n in range(3)]
+    for n, run in enumerate(runs_):
+        store.write_snapshots(run, NOW + timedelta(minutes=n), [kr("a", 10.0 + n, 1, 10)], {"a": {"1": "done"}})
+    with store._read("inspect") as conn:
+        maps = dict(conn.execute(select(store_schema.snapshots.c.run_id, store_schema.snapshots.c["items"])).all())
+    assert maps[runs_[0]] == {} and maps[runs_[1]] == {"1": "d"} and maps[runs_[2]] == {"1": "d"}
+    assert [p.current for p in store.history("a")] == [10.0, 11.0, 12.0], "the numbers stay"
+    latest = store.latest_snapshots()["a"]
+    assert latest["items"] == {"1": "done"}
+    assert store.previous_snapshot("a", before_run=latest["run_id"])["items"] == {"1": "done"}
