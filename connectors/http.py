@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt
 
 from syncer.errors import AuthError, RateLimitedError, SourceError, TransientError
 
@@ -60,6 +60,11 @@ class _Retry(Exception):
         self.reason = reason
         self.floor = floor
         self.rate_limited = rate_limited
+
+
+def _not_carried_out(exc: BaseException) -> bool:
+    """A failure after which the server certainly did nothing: safe to send a write again."""
+    return isinstance(exc, _Retry) and exc.rate_limited
 
 
 class _PastDeadline(Exception):
@@ -157,8 +162,13 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         parse_json: bool = False,
         accept: Iterable[int] = (),
+        idempotent: bool = True,
     ) -> Response:
         """Send one logical request (retried as needed) and return its answer.
+
+        ``idempotent=False`` (posting a comment) retries only answers that say the request was
+        not carried out (429 and rate limits); after a 5xx or a timeout the server may have acted,
+        so the failure is reported instead of risking a second comment.
 
         2xx and 304 are returned; statuses in ``accept`` are returned too; 401 and a 403 that is
         not a rate limit raise ``AuthError``; other 4xx raise ``StatusError``; retryable failures
@@ -169,7 +179,7 @@ class HttpClient:
         retrying = Retrying(
             stop=stop_after_attempt(max(1, self.policy.attempts)),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retry),
+            retry=retry_if_exception_type(_Retry) if idempotent else retry_if_exception(_not_carried_out),
             sleep=self._sleep,
             reraise=True,
         )

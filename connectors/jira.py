@@ -819,7 +819,8 @@ class JiraConnector:
 
     def _write(self, method: str, path: str, body: Mapping[str, Any]) -> None:
         try:
-            self.http.request(method, path, json_body=body)
+            # A comment POSTed twice is two comments: never resend it after a 5xx or a timeout.
+            self.http.request(method, path, json_body=body, idempotent=method != "POST")
         except StatusError as exc:
             if exc.status == 404:
                 raise SourceError(self.name, f"write-back target not found: {exc.message}") from None

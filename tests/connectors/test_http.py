@@ -228,3 +228,17 @@ def test_redact_masks_secrets_and_drops_authorization_headers_whole() -> None:
     assert SECRET not in text and "abc.def" not in text and "xyz" not in text
     assert "authorization" not in text.lower()
     assert text.splitlines() == ["token *** sent", "[credentials redacted]", "[credentials redacted]"]
+
+
+@responses.activate(registry=registries.OrderedRegistry)
+def test_a_non_idempotent_write_is_not_resent_after_a_5xx_but_is_after_a_429() -> None:
+    clock = FakeClock()
+    responses.add("POST", f"{BASE}/comment", status=502)
+    client = make_client(clock)
+    with pytest.raises(TransientError, match="HTTP 502"):
+        client.request("POST", "comment", json_body={"body": "x"}, idempotent=False)
+    assert client.request_count == 1, "the server may have posted it: no second comment"
+    responses.add("POST", f"{BASE}/comment", status=429, headers={"Retry-After": "1"})
+    responses.add("POST", f"{BASE}/comment", status=201, json={"id": "2"})
+    assert client.request("POST", "comment", json_body={"body": "x"}, idempotent=False).status == 201
+    assert client.request_count == 3 and clock.sleeps and clock.sleeps[0] >= 1
