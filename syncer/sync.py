@@ -212,13 +212,16 @@ def run_once(
         failed = {o.name for o in outcomes if not o.ok}
         at = now()
         krs = compute_key_results(config, store, at, failed_sources=failed)
-        item_states = {kr_id: store.kr_item_states(kr_id) for kr_id in krs}
-        changes = _changes(store, krs, item_states)
+        latest = store.latest_snapshots(letters=True)
+        item_states = store.snapshot_item_maps(krs, latest, run_id)
+        changes = _changes(latest, krs, item_states)
         wrote = True
         if options.snapshot_window is None:
-            store.write_snapshots(run_id, at, list(krs.values()), item_states)
+            store.write_snapshots(run_id, at, list(krs.values()), item_states, letters=True)
         else:
-            wrote = store.write_snapshots_once(run_id, at, list(krs.values()), item_states, options.snapshot_window)
+            wrote = store.write_snapshots_once(
+                run_id, at, list(krs.values()), item_states, options.snapshot_window, letters=True
+            )
             if not wrote:
                 log.debug("snapshot skipped: another worker wrote this round's within %s", options.snapshot_window)
         if wrote:  # only the round's snapshot writer: two workers would race on the same backfill rows
@@ -476,30 +479,34 @@ def _record_write(store: Store, write: PlannedWrite, at: datetime) -> None:
 
 
 def _changes(
-    store: Store, krs: Mapping[str, Any], item_states: Mapping[str, Mapping[str, str]]
+    latest: Mapping[str, Mapping[str, Any]], krs: Mapping[str, Any], item_letters: Mapping[str, Mapping[str, str]]
 ) -> dict[str, KeyResultChange]:
     """Each key result's change against the latest stored snapshot (before this pass writes one).
 
-    ``item_states`` are the states this pass snapshots: read once, not once more here (a
-    key result over 30k items costs a query and a dict per read)."""
-    latest = store.latest_snapshots()
+    ``item_letters`` are the states this pass snapshots, as the snapshot stores them (state
+    letters, ``Store.snapshot_item_maps``): read once, not once more here, and compared with
+    the stored maps (``latest_snapshots(letters=True)``) without translating 100k entries to state names. The counts are
+    ``describe_change``'s, in letters."""
     changes: dict[str, KeyResultChange] = {}
     for kr_id, kr in krs.items():
         before = latest.get(kr_id)
         before_items: Mapping[str, str] = before.get("items", {}) if before else {}
-        after_items = item_states.get(kr_id, {})
-        change = describe_change(None, kr, _expand_states(before_items), after_items)
-        if before is not None:
-            change = KeyResultChange(
-                kr_id=change.kr_id, before=float(before["current"]), after=change.after, unit=change.unit,
-                done_delta=change.done_delta, added=change.added, left=change.left,
-            )
-        changes[kr_id] = change
+        after_items = item_letters.get(kr_id, {})
+        change = describe_change(None, kr, {}, {})
+        changes[kr_id] = KeyResultChange(
+            kr_id=change.kr_id,
+            before=float(before["current"]) if before is not None else change.before,
+            after=change.after,
+            unit=change.unit,
+            done_delta=sum(1 for i, s in after_items.items() if s == _DONE and before_items.get(i) != _DONE),
+            added=sum(1 for i in after_items if i not in before_items),
+            left=sum(1 for i in before_items if i not in after_items),
+        )
     return changes
 
 
-def _expand_states(items: Mapping[str, str]) -> dict[str, str]:
-    return dict(items)
+_DONE = "d"
+"""``State.DONE`` in a snapshot's item map (``syncer.store._STATE_LETTER``)."""
 
 
 def _backfill_first_passes(
