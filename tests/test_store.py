@@ -779,3 +779,118 @@ def test_only_the_two_newest_runs_keep_their_item_maps(store: Store) -> None:
     latest = store.latest_snapshots()["a"]
     assert latest["items"] == {"1": "done"}
     assert store.previous_snapshot("a", before_run=latest["run_id"])["items"] == {"1": "done"}
+
+
+# -- carrying item maps forward ------------------------------------------------------------------------
+
+_LETTERS = {"todo": "t", "in_progress": "p", "done": "d", "unknown": "u"}
+
+
+def _truth(store: Store, kr_ids: list[str]) -> dict[str, dict[str, str]]:
+    """Each key result's items read one at a time through SQLAlchemy rows (not the raw cursor)."""
+    return {k: {i: _LETTERS[s] for i, s in store.kr_item_states(k).items()} for k in kr_ids}
+
+
+def _pass(store: Store, n: int, kr_ids: list[str], change: Any) -> tuple[dict[str, dict[str, str]], int]:
+    """One sync pass as run_once does it: writes, then maps for the snapshots; counts full reads."""
+    full_reads = 0
+    real = store.kr_item_letters
+
+    def counting(ids: Any) -> dict[str, dict[str, str]]:
+        nonlocal full_reads
+        full_reads += 1
+        return real(ids)
+
+    store.kr_item_letters = counting  # type: ignore[method-assign,assignment]
+    try:
+        run = store.begin_run(NOW + timedelta(minutes=n), full=False, dry_run=False, worker="w")
+        change()
+        latest = store.latest_snapshots(letters=True)
+        maps = store.snapshot_item_maps(kr_ids, latest, run)
+        store.write_snapshots(run, NOW + timedelta(minutes=n), [kr(k, 1.0, 0, 1) for k in kr_ids], maps, letters=True)
+        store.finish_run(run, NOW + timedelta(minutes=n, seconds=1), "ok", 0, {})
+    finally:
+        del store.kr_item_letters
+    return maps, full_reads
+
+
+def _clear_then_match(store: Store, item_id: str, kr_id: str) -> None:
+    store.clear_matches()
+    store.replace_matches("jira", {item_id: {kr_id: 0}})
+
+
+def test_item_maps_carried_forward_equal_a_full_read(store: Store, store_url: str) -> None:
+    kr_ids = ["a", "b", "c"]
+    every = [item(i, state=State.TODO) for i in range(12)] + [item(i, source="gh") for i in range(5)]
+
+    def first() -> None:
+        store.write_page(
+            "jira", every[:12], {str(i): {"a": 0, "b": 1} if i % 2 else {"a": 0} for i in range(12)}, None, NOW
+        )
+        store.write_page("gh", every[12:], {str(i): {"c": 0} for i in range(5)}, None, NOW)  # ids "0".."4" in both
+
+    steps: list[tuple[str, Any]] = [
+        ("first", first),
+        ("nothing changed", lambda: None),
+        (
+            "states change",
+            lambda: store.write_page(
+                "jira",
+                [item(1, state=State.DONE), item(2, state=State.IN_PROGRESS)],
+                {"1": {"a": 0, "b": 1}, "2": {"c": 3}},
+                None,
+                NOW,
+            ),
+        ),
+        ("an item leaves a key result", lambda: store.replace_matches("jira", {"3": {}, "4": {"b": 0}})),
+        (
+            "excluded and sub-task",
+            lambda: store.write_page(
+                "jira",
+                [item(5, excluded=True), item(6, kind=ItemKind.SUBTASK)],
+                {"5": {"a": 0}, "6": {"a": 0}},
+                None,
+                NOW,
+            ),
+        ),
+        ("retired", lambda: store.retire_missing("jira", [str(i) for i in range(12) if i != 7], NOW, guard=1.0)),
+        (
+            "same id in the other source",
+            lambda: store.write_page("gh", [item(1, source="gh", state=State.DONE)], {"1": {"a": 2}}, None, NOW),
+        ),
+        ("rules changed", lambda: _clear_then_match(store, "8", "c")),
+        (
+            "after a full read",
+            lambda: store.write_page("jira", [item(9, state=State.DONE)], {"9": {"c": 0}}, None, NOW),
+        ),
+    ]
+    reads = {}
+    for n, (name, change) in enumerate(steps):
+        maps, reads[name] = _pass(store, n, kr_ids, change)
+        assert maps == _truth(store, kr_ids), name
+    assert reads == {
+        "first": 1, "nothing changed": 0,  # the first pass reads all; from then on only what changed
+        "states change": 0, "an item leaves a key result": 0, "excluded and sub-task": 0, "retired": 0,
+        "same id in the other source": 0, "rules changed": 1, "after a full read": 0,
+    }  # fmt: skip
+    assert maps == {"a": {}, "b": {}, "c": {"8": "t", "9": "d"}}  # clear_matches left only what came after
+
+    # Another process's pass carries forward from these maps and writes its own: they hold its
+    # writes, so this Store may carry forward from them in turn.
+    other = Store.open(store_url)
+    try:
+        _pass(
+            other, 20, kr_ids, lambda: other.write_page("jira", [item(8, state=State.DONE)], {"8": {"c": 0}}, None, NOW)
+        )
+        maps, full = _pass(store, 21, kr_ids, lambda: None)
+        assert full == 0 and maps == _truth(store, kr_ids) and maps["c"]["8"] == "d"
+
+        # It writes items in a run that ends before its snapshots (a crash): this Store never saw
+        # those writes, so the next pass reads everything again.
+        crashed = other.begin_run(NOW + timedelta(minutes=22), full=False, dry_run=False, worker="w2")
+        other.write_page("jira", [item(9, state=State.TODO)], {"9": {"c": 0}}, None, NOW)
+        other.finish_run(crashed, NOW + timedelta(minutes=22), "failed", 0, {})
+    finally:
+        other.close()
+    maps, full = _pass(store, 23, kr_ids, lambda: None)
+    assert full == 1 and maps == _truth(store, kr_ids) and maps["c"]["9"] == "t"
