@@ -279,3 +279,38 @@ def test_pages_fetched_before_a_failure_are_kept_and_written_in_batches(
     assert result.exit_code == 1 and "HTTP 502" in (result.outcomes[0].error or "")
     assert writes == [30, 30, 10], "three batches of >= 25 items, the rest kept after the failure"
     assert store.count_items("jira") == 70 and store.get_cursor("jira") is None
+
+
+class _MeetsTheOther(MemoryConnector):
+    """Fetches only once the other source's fetch has started too (a barrier of two, 10 s at most):
+    a pass that synced its sources one after another would break the barrier and fail both."""
+
+    def __init__(self, base: MemoryConnector, barrier: threading.Barrier, fail: Exception | None = None) -> None:
+        super().__init__(base.name, base.items)
+        self.barrier, self.fail_after_meeting = barrier, fail
+
+    def fetch(self, cursor: Any, *, full: bool, census: bool, rules: Any) -> Iterator[Page]:
+        self.barrier.wait()
+        if self.fail_after_meeting is not None:
+            raise self.fail_after_meeting
+        yield from super().fetch(cursor, full=full, census=census, rules=rules)
+
+
+def test_sources_sync_side_by_side_and_stay_isolated(store: Store) -> None:
+    trackers = Trackers()
+    barrier = threading.Barrier(2, timeout=10)
+    jira = _MeetsTheOther(trackers.jira, barrier, fail=TransientError("jira", "HTTP 503 while github was syncing"))
+    github = _MeetsTheOther(trackers.github, barrier)
+
+    def make(name: str, _config: object, _context: object) -> Any:
+        return jira if name == "jira" else github
+
+    result = run_once(config(), store, SyncOptions(full=True), now=lambda: NOW, connector_factory=make)
+    assert [o.name for o in result.outcomes] == ["jira", "github"], "outcomes in config order"
+    failed, synced = result.outcomes
+    assert not failed.ok and "HTTP 503" in (failed.error or "") and not barrier.broken
+    assert synced.ok and synced.fetched == 5 and store.count_items("github") == 5
+    assert store.count_items("jira") == 0 and store.get_cursor("jira") is None
+    latest = store.latest_snapshots()
+    assert latest["gh-bugs"]["current"] == 1 and not latest["gh-bugs"]["stale"]
+    assert latest["jira-epic"]["stale"]
