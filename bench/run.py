@@ -128,20 +128,25 @@ def _poll(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, float]
 
 
 class Sandbox:
-    """``python -m bench.sandbox_server`` as a child process; stopped by ``close``."""
+    """``python -m bench.sandbox_server --only T`` as one child process per tracker; stopped by ``close``."""
 
     def __init__(self, size: int, timeout: float = 600.0) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.sandbox_server", "--size", str(size)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
+        self.procs: list[subprocess.Popen[str]] = []
+        urls: dict[str, str] = {}
         try:
-            assert self.proc.stdout is not None
-            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-            line = self.proc.stdout.readline() if ready else ""
-            if not line:
-                raise RuntimeError(f"the sandbox did not start within {timeout:.0f} s")
-            urls = json.loads(line)
+            for tracker in ("jira", "github"):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "bench.sandbox_server", "--size", str(size), "--only", tracker],
+                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                )
+                self.procs.append(proc)
+            for proc in self.procs:  # both build their issues at the same time
+                assert proc.stdout is not None
+                ready, _, _ = select.select([proc.stdout], [], [], timeout)
+                line = proc.stdout.readline() if ready else ""
+                if not line:
+                    raise RuntimeError(f"the sandbox did not start within {timeout:.0f} s")
+                urls.update(json.loads(line))
         except BaseException:
             self.close()
             raise
@@ -164,14 +169,15 @@ class Sandbox:
         return entries
 
     def close(self) -> None:
-        try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        for proc in self.procs:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+                proc.terminate()
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def _cdiv(a: int, b: int) -> int:

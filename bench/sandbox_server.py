@@ -1,7 +1,10 @@
-"""``python -m bench.sandbox_server --size N``: the bench's sandbox Jira and GitHub in their own process.
+"""``python -m bench.sandbox_server --size N [--only jira|github]``: the bench's sandbox trackers
+in their own process.
 
 The sandbox runs apart from okrsync so that the CPU time and peak RSS measured for okrsync are
-its own. It prints one JSON line (both URLs) once it serves, then runs until SIGTERM/SIGINT or
+its own; ``bench/run.py`` starts one process per tracker, because real trackers are separate
+servers and one Python process would serialise the two behind its GIL while okrsync fetches
+from both at once. It prints one JSON line (both URLs) once it serves, then runs until SIGTERM/SIGINT or
 until stdin closes (the runner died). Besides the sandbox's own knobs
 (``POST <url>/_sandbox/update`` etc., ``GET``/``DELETE <url>/_sandbox/requests``) it serves:
 
@@ -109,23 +112,27 @@ class _GitHubBench:
 
 
 def start(size: int, *, seed: int = 1, repos: int = len(REPOS), projects: int = PROJECTS,
-          now: datetime | None = None) -> tuple[SandboxServer, SandboxServer]:
-    """Both bench sandboxes, started on free loopback ports (the caller stops them)."""
+          now: datetime | None = None, only: str | None = None) -> dict[str, SandboxServer]:
+    """The bench sandboxes (both, or ``only`` one), started on free loopback ports (the caller stops them)."""
     jira_size, github_size = split(size)
     moment = now or datetime.now(UTC)
-    jira = JiraApp(scenario="bench", size=jira_size, now=moment, seed=seed, users={JIRA_EMAIL: JIRA_TOKEN},
-                   projects=projects)
-    # A high primary limit: the bench reads the quota it used, it does not test running out.
-    github = GitHubApp(scenario="bench", size=github_size, repos=REPOS[:repos], now=moment, seed=seed,
-                       tokens=(GITHUB_TOKEN,), rate_limit=1_000_000)
-    jira_server = SandboxServer(_JiraBench(jira), seed=seed).start()
+    servers: dict[str, SandboxServer] = {}
     try:
-        github_server = SandboxServer(_GitHubBench(github), seed=seed).start()
+        if only in (None, "jira"):
+            jira = JiraApp(scenario="bench", size=jira_size, now=moment, seed=seed, users={JIRA_EMAIL: JIRA_TOKEN},
+                           projects=projects)
+            servers["jira"] = SandboxServer(_JiraBench(jira), seed=seed).start()
+        if only in (None, "github"):
+            # A high primary limit: the bench reads the quota it used, it does not test running out.
+            github = GitHubApp(scenario="bench", size=github_size, repos=REPOS[:repos], now=moment, seed=seed,
+                               tokens=(GITHUB_TOKEN,), rate_limit=1_000_000)
+            servers["github"] = SandboxServer(_GitHubBench(github), seed=seed).start()
+            github.base_url = servers["github"].url
     except BaseException:
-        jira_server.stop()
+        for server in servers.values():
+            server.stop()
         raise
-    github.base_url = github_server.url
-    return jira_server, github_server
+    return servers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repos", type=int, default=len(REPOS))
     parser.add_argument("--projects", type=int, default=PROJECTS)
+    parser.add_argument("--only", choices=("jira", "github"),
+                        help="serve one tracker (the bench runs one process per tracker, as real trackers are)")
     args = parser.parse_args(argv)
-    jira_server, github_server = start(args.size, seed=args.seed, repos=args.repos, projects=args.projects)
+    servers = start(args.size, seed=args.seed, repos=args.repos, projects=args.projects, only=args.only)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -146,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     try:
-        print(json.dumps({"jira": jira_server.url, "github": github_server.url}), flush=True)
+        print(json.dumps({name: server.url for name, server in servers.items()}), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
-        jira_server.stop()
-        github_server.stop()
+        for server in servers.values():
+            server.stop()
     return 0
 
 
