@@ -206,6 +206,8 @@ _BULK = 1000
 _IN_BATCH = 1000
 _MAX_PAGES = 100_000
 _PARENT_DEPTH = 5
+_TREE_KEY = "jira_parent_tree"
+"""Connector state: ``{rule fingerprint: [descendant ids]}`` of each ``parent`` rule's last pass."""
 _RECENT_CAP = 2000
 _DATE_RESOLUTION_MS = 1000
 """An HTTP ``Date`` is whole seconds, stamped after the query ran."""
@@ -405,13 +407,18 @@ class JiraConnector:
         scan = _Scan(recent, overlap_ms)
         if old_ms is None:
             full = True
+        parents_needed = any(r.parent for r in jira_rules)
         changed: set[str] = set()
         census_ids: frozenset[str] | None = None
 
+        fetched: set[str] = set()  # ids a whole pass read (for the descendants it still lacks)
         if full:
             holder: list[frozenset[str]] = []
             # No ``changed`` set here: a whole pass re-evaluates every rule (100k ids saved at 200k).
-            yield from self._full(meta, scope, extra, scan, holder)
+            for page in self._full(meta, scope, extra, scan, holder):
+                if parents_needed:
+                    fetched.update(item.id for item in page.items)
+                yield page
             census_ids = holder[0]
         else:
             assert old_ms is not None
@@ -437,11 +444,23 @@ class JiraConnector:
         parents = [r for r in jira_rules if r.parent]
         if parents and (whole or changed):
             tree: dict[str, frozenset[str]] = {}
+            known = self._known_descendants()
+            stored = {i for ids in known.values() for i in ids}  # fetched by an earlier pass
             for rule in parents:
                 below = self._descendants(rule.parent or "", meta, scan)
+                known[rule.fingerprint()] = sorted(below)
                 if rule.jql and below:
                     below &= frozenset(self._ids(f"({rule.jql})", scan))
                 tree[rule.fingerprint()] = below
+            # Descendants neither the scope nor the rule clauses brought (below the direct
+            # children, outside the scope, not yet in the remembered tree): fetched by id, so
+            # every member of a ``parent`` rule is stored and counted.
+            read = fetched if full else changed | stored
+            missing = sorted(set().union(*tree.values()) - read, key=lambda x: (len(x), x))
+            for page in self._pages_by_id(missing, meta, scan):
+                changed.update(item.id for item in page.items)
+                yield page
+            self.state[_TREE_KEY] = known
             # Descendant sets are always complete (members_scope None), so they travel on their
             # own page; the JQL sets below may be partial (only the changed ids).
             yield Page(members=tree, members_scope=None)
@@ -483,6 +502,11 @@ class JiraConnector:
                 yield Page(items=tuple(self.to_item(i, meta, in_scope=False) for i in issues))
 
     def _bulk_pages(self, ids: list[str], census: frozenset[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
+        for issues in self._bulk_raw(ids, meta, scan):
+            yield Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in census) for i in issues))
+
+    def _bulk_raw(self, ids: list[str], meta: JiraMeta, scan: _Scan) -> Iterator[list[dict[str, Any]]]:
+        """Raw issues by id, ``jira_bulk`` (1 000, or 100 where the site refuses 1 000) per request."""
         size = int(self.state.get("jira_bulk", _BULK))
         index = 0
         while index < len(ids):
@@ -504,7 +528,7 @@ class JiraConnector:
             if not isinstance(issues, list) or not all(isinstance(i, dict) for i in issues):
                 raise TransientError(self.name, "bulkfetch answered without a list of issue objects")
             scan.note_items(issues)
-            yield Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in census) for i in issues))
+            yield issues
             index += len(chunk)
 
     def _page(self, issues: list[dict[str, Any]], meta: JiraMeta, scan: _Scan, mixed: bool) -> Page:
@@ -520,6 +544,26 @@ class JiraConnector:
             return Page(items=tuple(items))
         inside = set(self._ids_among(f"({self.config.scope})", {str(i.get("id")) for i in unique}, scan))
         return Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in inside) for i in unique))
+
+    def _known_descendants(self) -> dict[str, list[str]]:
+        """The descendants each ``parent`` rule had at the last successful pass (connector state)."""
+        raw = self.state.get(_TREE_KEY)
+        if not isinstance(raw, dict):
+            return {}
+        return {str(k): [str(i) for i in v] for k, v in raw.items() if isinstance(v, list)}
+
+    def _pages_by_id(self, ids: Sequence[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
+        """These issues, read by id (bulkfetch on Cloud, ``id in (…)`` searches on Data Center),
+        each marked in or out of the scope."""
+        for start in range(0, len(ids), _IN_BATCH):
+            chunk = list(ids[start : start + _IN_BATCH])
+            if meta.cloud:
+                raws = [raw for page in self._bulk_raw(chunk, meta, scan) for raw in page]
+            else:
+                where = f"id in ({', '.join(chunk)})"
+                raws = [raw for page in self._search(where, self._fields(meta), scan, sort="created") for raw in page]
+            if raws:
+                yield self._page(raws, meta, scan, True)
 
     def _fields(self, meta: JiraMeta) -> tuple[str, ...]:
         extra = list(meta.points_fields)
@@ -550,7 +594,17 @@ class JiraConnector:
             else:
                 parts.append(f"parent = {key}")
         if rule.parent:
-            parts.append(f"parent = {_quote(rule.parent)}")
+            # The remembered tree widens the clause to every known descendant's children, so an
+            # incremental pass sees changes (and new children) at any depth outside the scope.
+            below = self._known_descendants().get(rule.fingerprint(), [])
+            if below and len(below) < _IN_BATCH:
+                refs = ", ".join([_quote(rule.parent), *below])
+                parent = f"parent in ({refs})"
+                if meta.epic_link_field and not meta.cloud:
+                    parent = f'({parent} OR "Epic Link" in ({refs}))'
+                parts.append(parent)
+            else:
+                parts.append(f"parent = {_quote(rule.parent)}")
         if rule.jql:
             parts.append(f"({rule.jql})")
         parts.extend(f"labels = {_quote(label)}" for label in rule.labels)

@@ -137,6 +137,34 @@ def test_mutations_come_back_incrementally_and_an_idle_pass_is_one_request(site:
     assert items(run(again, pages[-1].cursor)) == {} and again.requests == 1
 
 
+def test_a_parent_rule_reads_every_descendant_outside_the_scope_at_any_depth(site: Site) -> None:
+    """The scope is MOB only; PLAT-1's tree lies in PLAT. Its children come through the rule's
+    clause, the deeper levels by id on the first pass and through the remembered tree after."""
+    rules = [JiraRule(source="jira", parent="PLAT-1")]
+    fingerprint = rules[0].fingerprint()
+    key_of = {t.id: t.key for t in site.app.truth()}
+    full = run(site.connector(scope="project = MOB"), full=True, rules=rules)
+    got = items(full)
+    below = next(p.members for p in full if fingerprint in p.members)[fingerprint]
+    assert {key_of[i] for i in below} >= {"PLAT-3", "PLAT-12", "PLAT-13", "PLAT-14"} and len(below) == 12
+    assert below <= set(got), "every member is stored, grandchildren included"
+    assert not any(got[i].in_scope for i in below) and all(got[i].container == "MOB" for i in full[-1].census or ())
+
+    grandchild = site.app.control("create", {"project": "PLAT", "summary": "Deep work", "epic": "PLAT-3"})
+    site.app.control("update", {"key": "PLAT-13", "status": "Done"})
+    incremental = site.connector(scope="project = MOB")
+    pages = run(incremental, full[-1].cursor, rules=rules)
+    got = items(pages)
+    assert {key_of.get(i, i) for i in got} == {"PLAT-13", grandchild["id"]}
+    assert got[grandchild["id"]].key == grandchild["key"] and not got[grandchild["id"]].in_scope
+    assert next(i for i in got.values() if i.key == "PLAT-13").state is State.DONE
+    tree = next(p.members for p in pages if fingerprint in p.members)[fingerprint]
+    assert tree == below | {grandchild["id"]}
+
+    idle = site.connector(scope="project = MOB")
+    assert items(run(idle, pages[-1].cursor, rules=rules)) == {} and idle.requests == 1
+
+
 def test_moved_issue_stays_one_id_with_its_new_key(cloud: Site) -> None:
     first = run(cloud.connector(), full=True)
     before = items(first)
