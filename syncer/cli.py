@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -290,20 +291,25 @@ def _progress_hook() -> Callable[[str, int, bool], None]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
                         console=__import__("rich.console").console.Console(stderr=True))
     tasks: dict[str, Any] = {}
-    running = [False]
+    active: set[str] = set()
+    lock = threading.Lock()  # sources report from their own threads
 
     def hook(source: str, fetched: int, finished: bool) -> None:
-        if not running[0]:
-            progress.start()
-            running[0] = True
-        if source not in tasks:
-            tasks[source] = progress.add_task(f"{source}: fetching…", total=None)
-        label = f"{source}: {fetched} items" + (" ✓" if finished else " …")
-        progress.update(tasks[source], description=label)
-        if finished:
-            progress.stop_task(tasks[source])
-            progress.stop()  # the next source (or the report) starts on a clean line
-            running[0] = False
+        with lock:
+            if not active and not finished:
+                progress.start()
+            if source not in tasks:
+                tasks[source] = progress.add_task(f"{source}: fetching…", total=None)
+            if not finished:
+                active.add(source)
+            label = f"{source}: {fetched} items" + (" ✓" if finished else " …")
+            progress.update(tasks[source], description=label)
+            if finished:
+                progress.stop_task(tasks[source])
+                was_active = source in active
+                active.discard(source)
+                if was_active and not active:
+                    progress.stop()  # the last source is done: the report starts on a clean line
 
     return hook
 

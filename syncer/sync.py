@@ -279,9 +279,18 @@ def _side_by_side(
     def guarded(name: str) -> tuple[str, SourceOutcome, Connector | None] | None:
         return None if stop.is_set() else sync_one(name)
 
-    with ThreadPoolExecutor(max_workers=min(len(names), _SOURCE_THREADS), thread_name_prefix="okrsync-source") as pool:
-        futures = [pool.submit(guarded, name) for name in names]
+    pool = ThreadPoolExecutor(max_workers=min(len(names), _SOURCE_THREADS), thread_name_prefix="okrsync-source")
+    futures = [pool.submit(guarded, name) for name in names]
+    try:
         results = [f.result() for f in futures]
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # Ctrl-C (or SystemExit) lands in this waiting thread, not in the sources' threads:
+            # ask them to stop at their next page or wait, as a daemon's SIGTERM does.
+            stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return [r for r in results if r is not None]
 
 

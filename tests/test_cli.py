@@ -519,3 +519,41 @@ def test_bad_listen_addresses_are_usage_errors(text: str) -> None:
 
     with pytest.raises(ConfigError, match="write it HOST:PORT"):
         parse_listen(text)
+
+
+def test_progress_lines_stay_until_the_last_source_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sources report from their own threads: one finishing must not clear the others' lines."""
+    import rich.progress
+
+    from syncer import cli
+
+    calls: list[str] = []
+
+    class Recorder:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.tasks = 0
+
+        def start(self) -> None:
+            calls.append("start")
+
+        def stop(self) -> None:
+            calls.append("stop")
+
+        def add_task(self, description: str, total: object = None) -> int:
+            self.tasks += 1
+            return self.tasks
+
+        def update(self, task: int, description: str) -> None:
+            calls.append(description)
+
+        def stop_task(self, task: int) -> None:
+            pass
+
+    monkeypatch.setattr(rich.progress, "Progress", Recorder)
+    hook = cli._progress_hook()
+    hook("jira", 100, False)
+    hook("github", 50, False)
+    hook("jira", 200, True)
+    hook("github", 80, True)
+    assert calls == ["start", "jira: 100 items …", "github: 50 items …", "jira: 200 items ✓", "github: 80 items ✓",
+                     "stop"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -314,3 +316,31 @@ def test_sources_sync_side_by_side_and_stay_isolated(store: Store) -> None:
     latest = store.latest_snapshots()
     assert latest["gh-bugs"]["current"] == 1 and not latest["gh-bugs"]["stale"]
     assert latest["jira-epic"]["stale"]
+
+
+class _Endless(MemoryConnector):
+    """Pages for as long as nobody stops the pass (at most 400, 10 ms apart); the jira one sends
+    the process a Ctrl-C after its third page."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, [])
+        self.pages = 0
+
+    def fetch(self, cursor: Any, *, full: bool, census: bool, rules: Any) -> Iterator[Page]:
+        for n in range(400):
+            threading.Event().wait(0.01)
+            self.pages += 1
+            if self.name == "jira" and n == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # a real signal: it interrupts the waiting main thread
+            yield Page(items=(item(self.name, n),))
+
+
+def test_ctrl_c_while_sources_sync_side_by_side_stops_them_all(store: Store) -> None:
+    connectors = {name: _Endless(name) for name in ("jira", "github")}
+    options = SyncOptions(full=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_once(config(), store, options, now=lambda: NOW, connector_factory=lambda n, c, x: connectors[n])
+    assert options.stop.is_set()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("okrsync-source")], "threads ended"
+    assert all(c.pages < 400 for c in connectors.values()), {n: c.pages for n, c in connectors.items()}
+    assert store.get_cursor("jira") is None and store.get_cursor("github") is None
