@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -21,6 +22,8 @@ from connectors.http import HttpClient, StatusError
 from syncer.config import Duration
 from syncer.errors import CompatibilityError, SourceError, TransientError, VisibilityLostError
 from syncer.model import ItemKind, Page, PlannedWrite, State, WorkItem
+
+log = logging.getLogger("okrsync.jira")
 
 __all__ = [
     "PLUGIN",
@@ -398,6 +401,18 @@ class JiraConnector:
         meta = self.meta()
         jira_rules = [r for r in rules if isinstance(r, JiraRule) and r.source == self.name]
         extra = self._extra_clause(jira_rules, meta)
+        fallback: Callable[[], str | None] | None = None
+        forgot: list[bool] = []  # the remembered tree was dropped: this pass walks it again
+        if _TREE_KEY in self.state and any(r.parent for r in jira_rules):
+
+            def fallback() -> str | None:
+                # Jira rejects a query naming an issue it no longer has (a deleted descendant):
+                # forget the remembered tree and use the rules' plain clauses for this pass.
+                self.state.pop(_TREE_KEY, None)
+                forgot.append(True)
+                log.info("%s: a remembered parent tree names a deleted issue; reading without it", self.name)
+                return self._extra_clause(jira_rules, meta)
+
         scope = f"({self.config.scope})"
         old_ms = _cursor_ms(cursor)
         overlap_ms = int(self.config.overlap.total_seconds() * 1000)
@@ -415,25 +430,29 @@ class JiraConnector:
         if full:
             holder: list[frozenset[str]] = []
             # No ``changed`` set here: a whole pass re-evaluates every rule (100k ids saved at 200k).
-            for page in self._full(meta, scope, extra, scan, holder):
+            for page in self._full(meta, scope, extra, scan, holder, fallback):
                 if parents_needed:
                     fetched.update(item.id for item in page.items)
                 yield page
             census_ids = holder[0]
         else:
             assert old_ms is not None
-            where = f"({scope} OR {extra})" if extra else scope
-            jql = f"{where} AND updated >= {old_ms - overlap_ms}"
-            batch: list[dict[str, Any]] = []
-            for issues in self._search(jql, self._fields(meta), scan, sort="updated", guard=True):
-                batch.extend(i for i in issues if not scan.already_seen(i))
-                if len(batch) >= 1000:
-                    page = self._page(batch, meta, scan, extra is not None)
-                    changed.update(item.id for item in page.items)
-                    yield page
-                    batch = []
-            if batch:
-                page = self._page(batch, meta, scan, extra is not None)
+            since = old_ms - overlap_ms
+
+            def changes(extra: str | None, answered: list[bool]) -> Iterator[Page]:
+                where = f"({scope} OR {extra})" if extra else scope
+                batch: list[dict[str, Any]] = []
+                for issues in self._search(f"{where} AND updated >= {since}", self._fields(meta), scan,
+                                           sort="updated", guard=True):
+                    answered.append(True)
+                    batch.extend(i for i in issues if not scan.already_seen(i))
+                    if len(batch) >= 1000:
+                        yield self._page(batch, meta, scan, extra is not None)
+                        batch = []
+                if batch:
+                    yield self._page(batch, meta, scan, extra is not None)
+
+            for page in _or_without_tree(changes, extra, fallback):
                 changed.update(item.id for item in page.items)
                 yield page
             if census:
@@ -442,7 +461,7 @@ class JiraConnector:
         whole = full or census
         members: dict[str, frozenset[str]] = {}
         parents = [r for r in jira_rules if r.parent]
-        if parents and (whole or changed):
+        if parents and (whole or changed or forgot):
             tree: dict[str, frozenset[str]] = {}
             known = self._known_descendants()
             stored = {i for ids in known.values() for i in ids}  # fetched by an earlier pass
@@ -480,12 +499,22 @@ class JiraConnector:
         )
 
     def _full(
-        self, meta: JiraMeta, scope: str, extra: str | None, scan: _Scan, census: list[frozenset[str]]
+        self,
+        meta: JiraMeta,
+        scope: str,
+        extra: str | None,
+        scan: _Scan,
+        census: list[frozenset[str]],
+        fallback: Callable[[], str | None] | None,
     ) -> Iterator[Page]:
         """Everything in scope (plus rule selections outside it); the scope's ids go to ``census``."""
         if meta.cloud:
             in_scope = self._ids(scope, scan, guard=True)
-            outside = self._ids(f"({extra}) AND NOT {scope}", scan) if extra else []
+
+            def outside_ids(extra: str | None, answered: list[bool]) -> Iterator[list[str]]:
+                yield self._ids(f"({extra}) AND NOT {scope}", scan) if extra else []
+
+            outside = [i for ids in _or_without_tree(outside_ids, extra, fallback) for i in ids]
             inside = frozenset(in_scope)
             census.append(inside)
             yield from self._bulk_pages(list(dict.fromkeys(in_scope + outside)), inside, meta, scan)
@@ -497,9 +526,15 @@ class JiraConnector:
             seen.update(i.id for i in mapped)
             yield Page(items=tuple(mapped))
         census.append(frozenset(seen))
-        if extra:
+
+        def outside_pages(extra: str | None, answered: list[bool]) -> Iterator[Page]:
+            if not extra:
+                return
             for issues in self._search(f"({extra}) AND NOT {scope}", self._fields(meta), scan, sort="created"):
+                answered.append(True)
                 yield Page(items=tuple(self.to_item(i, meta, in_scope=False) for i in issues))
+
+        yield from _or_without_tree(outside_pages, extra, fallback)
 
     def _bulk_pages(self, ids: list[str], census: frozenset[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
         for issues in self._bulk_raw(ids, meta, scan):
@@ -675,7 +710,7 @@ class JiraConnector:
             if exc.status == 400 and guard and any(m in exc.body for m in _LOST):
                 raise VisibilityLostError(self.name, f"the scope is no longer visible ({exc.message})") from None
             if exc.status == 400:
-                raise SourceError(self.name, f"Jira rejected a query: {exc.message}") from None
+                raise QueryRejectedError(self.name, f"Jira rejected a query: {exc.message}") from None
             raise
 
     def _search_cloud(
@@ -969,6 +1004,30 @@ def _scope_projects(scope: str) -> frozenset[str] | None:
     raw = match.group(1) or match.group(2) or ""
     keys = [k.strip().strip('"').upper() for k in raw.split(",") if k.strip()]
     return frozenset(keys) if keys and all(re.fullmatch(r"[\w-]+", k) for k in keys) else None
+
+
+class QueryRejectedError(SourceError):
+    """Jira answered 400 to a query (bad JQL, or a value it does not have)."""
+
+
+_T = TypeVar("_T")
+
+
+def _or_without_tree(
+    run: Callable[[str | None, list[bool]], Iterator[_T]],
+    extra: str | None,
+    fallback: Callable[[], str | None] | None,
+) -> Iterator[_T]:
+    """``run(extra)``; if Jira rejects its first request and ``extra`` carries a remembered parent
+    tree (``fallback`` given), once more with the plain clause. ``run`` appends to its list when
+    an answer arrived: after that, a rejection is not the tree's doing and is raised as is."""
+    answered: list[bool] = []
+    try:
+        yield from run(extra, answered)
+    except QueryRejectedError:
+        if fallback is None or answered:
+            raise
+        yield from run(fallback(), [])
 
 
 def _replace_scope(item: WorkItem, in_scope: bool) -> WorkItem:

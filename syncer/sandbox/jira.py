@@ -779,8 +779,7 @@ class JiraApp:
                 raise JqlError(f"Error in the JQL Query: The value '{value}' does not exist for the field 'project'.")
             return key.casefold()
         if name in ("key", "parent", "epic"):
-            if value.isdigit():
-                return int(value)
+            # Like Jira, a key or an id of an issue that does not exist (or was deleted) is an error.
             found = self.find(value)
             if found is None:
                 raise JqlError(
