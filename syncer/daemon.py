@@ -260,11 +260,13 @@ class Daemon:
             result = run_once(config, store, options, **kwargs)
             data = assemble_report(config, store, self.now(), outcomes=result.outcomes, writes=result.writes,
                                    krs=result.key_results or None, changes=result.changes, item_limit=100)
-            self.published.report_json = render(data, "json")
-            self.published.report_html = render(data, "html")
+            report_json, report_html = render(data, "json"), render(data, "html")
             shared = store.source_status() if self.worker_mode else {}
+        # Metrics first, then the report: whoever sees a pass's numbers in /report.json finds the
+        # same numbers in /metrics (the other order let a scrape between the two see old gauges).
         self._observe(config, result, data, full)
         self._observe_shared(shared)
+        self.published.report_json, self.published.report_html = report_json, report_html
 
     def _full_due(self, config: Config, store: Store) -> bool:
         status = store.source_status()
