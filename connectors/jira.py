@@ -210,7 +210,8 @@ _IN_BATCH = 1000
 _MAX_PAGES = 100_000
 _PARENT_DEPTH = 5
 _TREE_KEY = "jira_parent_tree"
-"""Connector state: ``{rule fingerprint: [descendant ids]}`` of each ``parent`` rule's last pass."""
+"""Connector state, per ``parent`` rule fingerprint as of the last successful pass: ``tree``, every
+descendant (widens the rule's clause), and ``members``, those the rule matched (all stored then)."""
 _RECENT_CAP = 2000
 _DATE_RESOLUTION_MS = 1000
 """An HTTP ``Date`` is whole seconds, stamped after the query ran."""
@@ -401,16 +402,21 @@ class JiraConnector:
         meta = self.meta()
         jira_rules = [r for r in rules if isinstance(r, JiraRule) and r.source == self.name]
         extra = self._extra_clause(jira_rules, meta)
+        remembered = self._remembered_trees()
+        # Members of the current parent rules that an earlier pass stored (a removed or edited
+        # rule has another fingerprint: its old members are not taken as stored for the new one).
+        stored = {i for r in jira_rules if r.parent for i in remembered.get(r.fingerprint(), {}).get("members", [])}
         fallback: Callable[[], str | None] | None = None
         forgot: list[bool] = []  # the remembered tree was dropped: this pass walks it again
-        if _TREE_KEY in self.state and any(r.parent for r in jira_rules):
+        if remembered and any(r.parent for r in jira_rules):
 
             def fallback() -> str | None:
-                # Jira rejects a query naming an issue it no longer has (a deleted descendant):
-                # forget the remembered tree and use the rules' plain clauses for this pass.
+                # Jira rejects a query naming an issue it no longer has (a deleted descendant); a
+                # rejection for another reason fails again without the tree and is raised then.
                 self.state.pop(_TREE_KEY, None)
                 forgot.append(True)
-                log.info("%s: a remembered parent tree names a deleted issue; reading without it", self.name)
+                log.info("%s: Jira rejected a query carrying remembered parent trees; reading without them",
+                         self.name)
                 return self._extra_clause(jira_rules, meta)
 
         scope = f"({self.config.scope})"
@@ -463,11 +469,10 @@ class JiraConnector:
         parents = [r for r in jira_rules if r.parent]
         if parents and (whole or changed or forgot):
             tree: dict[str, frozenset[str]] = {}
-            known = self._known_descendants()
-            stored = {i for ids in known.values() for i in ids}  # fetched by an earlier pass
+            walked: dict[str, frozenset[str]] = {}
             for rule in parents:
                 below = self._descendants(rule.parent or "", meta, scan)
-                known[rule.fingerprint()] = sorted(below)
+                walked[rule.fingerprint()] = below
                 if rule.jql and below:
                     below &= frozenset(self._ids(f"({rule.jql})", scan))
                 tree[rule.fingerprint()] = below
@@ -479,7 +484,9 @@ class JiraConnector:
             for page in self._pages_by_id(missing, meta, scan):
                 changed.update(item.id for item in page.items)
                 yield page
-            self.state[_TREE_KEY] = known
+            self.state[_TREE_KEY] = {
+                fp: {"tree": sorted(walked[fp]), "members": sorted(tree[fp])} for fp in tree
+            }  # only the current rules: a removed rule's tree is forgotten
             # Descendant sets are always complete (members_scope None), so they travel on their
             # own page; the JQL sets below may be partial (only the changed ids).
             yield Page(members=tree, members_scope=None)
@@ -580,12 +587,16 @@ class JiraConnector:
         inside = set(self._ids_among(f"({self.config.scope})", {str(i.get("id")) for i in unique}, scan))
         return Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in inside) for i in unique))
 
-    def _known_descendants(self) -> dict[str, list[str]]:
-        """The descendants each ``parent`` rule had at the last successful pass (connector state)."""
+    def _remembered_trees(self) -> dict[str, dict[str, list[str]]]:
+        """``_TREE_KEY`` from the connector state; anything malformed is ignored (walked again)."""
         raw = self.state.get(_TREE_KEY)
         if not isinstance(raw, dict):
             return {}
-        return {str(k): [str(i) for i in v] for k, v in raw.items() if isinstance(v, list)}
+        found: dict[str, dict[str, list[str]]] = {}
+        for fp, entry in raw.items():
+            if isinstance(entry, dict) and all(isinstance(entry.get(k), list) for k in ("tree", "members")):
+                found[str(fp)] = {k: [str(i) for i in entry[k]] for k in ("tree", "members")}
+        return found
 
     def _pages_by_id(self, ids: Sequence[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
         """These issues, read by id (bulkfetch on Cloud, ``id in (…)`` searches on Data Center),
@@ -631,7 +642,7 @@ class JiraConnector:
         if rule.parent:
             # The remembered tree widens the clause to every known descendant's children, so an
             # incremental pass sees changes (and new children) at any depth outside the scope.
-            below = self._known_descendants().get(rule.fingerprint(), [])
+            below = self._remembered_trees().get(rule.fingerprint(), {}).get("tree", [])
             if below and len(below) < _IN_BATCH:
                 refs = ", ".join([_quote(rule.parent), *below])
                 parent = f"parent in ({refs})"

@@ -172,7 +172,7 @@ def test_a_parent_rule_reads_every_descendant_outside_the_scope_at_any_depth(sit
     pages = run(after, pages[-1].cursor, rules=rules)
     tree = next(p.members for p in pages if fingerprint in p.members)[fingerprint]
     assert tree == (below | {grandchild["id"]}) - {deleted}
-    assert deleted not in site.state["jira_parent_tree"][fingerprint]
+    assert deleted not in site.state["jira_parent_tree"][fingerprint]["tree"]
     idle = site.connector(scope="project = MOB")
     assert items(run(idle, pages[-1].cursor, rules=rules)) == {} and idle.requests == 1
 
@@ -182,6 +182,21 @@ def test_a_parent_rule_reads_every_descendant_outside_the_scope_at_any_depth(sit
     pages = run(site.connector(scope="project = MOB"), full=True, rules=rules)
     tree = next(p.members for p in pages if fingerprint in p.members)[fingerprint]
     assert tree == (below | {grandchild["id"]}) - {deleted, gone} and tree <= set(items(pages))
+
+
+def test_an_edited_parent_rule_stores_its_new_members_on_the_next_pass(site: Site) -> None:
+    """A parent rule narrowed by JQL stored only what the JQL kept; once the JQL is dropped (a new
+    rule), the members it had left out are fetched by the next pass, not taken as stored."""
+    narrowed = JiraRule(source="jira", parent="PLAT-1", jql="issuetype = Bug")
+    plain = JiraRule(source="jira", parent="PLAT-1")
+    first = run(site.connector(scope="project = MOB"), full=True, rules=[narrowed])
+    stored = items(first)
+    assert len(next(p.members for p in first if narrowed.fingerprint() in p.members)[narrowed.fingerprint()]) == 1
+    pages = run(site.connector(scope="project = MOB"), first[-1].cursor, census=True, rules=[plain])
+    stored.update(items(pages))
+    members = next(p.members for p in pages if plain.fingerprint() in p.members)[plain.fingerprint()]
+    assert len(members) == 12 and members <= set(stored)
+    assert set(site.state["jira_parent_tree"]) == {plain.fingerprint()}, "the old rule's tree is forgotten"
 
 
 def test_moved_issue_stays_one_id_with_its_new_key(cloud: Site) -> None:
