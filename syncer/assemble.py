@@ -25,13 +25,14 @@ from syncer.model import (
     ReportData,
     ReportItem,
     SourceOutcome,
+    UnalignedSummary,
     WorkItem,
 )
 from syncer.progress import PERCENT_METRICS, expected_fraction, roll_up
 from syncer.results import compute_key_results, failed_sources_from_status
 from syncer.store import Store
 
-__all__ = ["DEFAULT_ITEM_LIMIT", "DEFAULT_UNALIGNED_LIMIT", "assemble_report", "report_item"]
+__all__ = ["DEFAULT_ITEM_LIMIT", "DEFAULT_UNALIGNED_LIMIT", "UnalignedPrefetch", "assemble_report", "report_item"]
 
 _T = TypeVar("_T")
 
@@ -64,11 +65,13 @@ def assemble_report(
     with_items: bool = True,
     history: bool = True,
     unaligned_limit: int | None = DEFAULT_UNALIGNED_LIMIT,
+    prefetched: UnalignedPrefetch | None = None,
 ) -> ReportData:
     """The report as of ``at``. Without ``outcomes``, source health comes from the store.
 
     ``unaligned_limit`` caps the unaligned list (``None`` or 0: all); the count, the groups and
     the share always cover every unaligned item. ``item_limit`` caps each key result's items.
+    ``prefetched``: the unaligned summary, already being read since the sources finished.
     """
     cycle = config.cycle
     status = store.source_status()
@@ -80,7 +83,7 @@ def assemble_report(
     # The aggregates are independent reads; SQLite and PostgreSQL run them while Python waits,
     # so two at a time nearly halve a report's wall time on a large store.
     with _reader(store) as background:
-        summary_job = background.submit(
+        summary_job = (prefetched.job(failed) if prefetched is not None else None) or background.submit(
             store.unaligned_summary, cycle.starts_at, cycle.ends_at, ignore, exclude_sources=failed
         )
         history_job = (
@@ -149,6 +152,38 @@ class _Inline(Executor):
         except BaseException as exc:  # re-raised by .result(), as a thread pool would
             job.set_exception(exc)
         return job
+
+
+class UnalignedPrefetch:
+    """Reads the unaligned summary (0.3–0.4 s of SQL at 200k items) on its own thread from the
+    moment a pass's sources are synced (``SyncOptions.after_sources``), while the pass computes
+    key results and writes snapshots; nothing the pass does after its sources changes it.
+    Only where reads may run on other threads (``Store.concurrent_reads``); ``close`` when done."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config, self._store = config, store
+        self._pool: ThreadPoolExecutor | None = None
+        self._job: Future[UnalignedSummary] | None = None
+        self._failed: frozenset[str] | None = None
+
+    def start(self, failed: frozenset[str]) -> None:
+        if self._job is not None or not self._store.concurrent_reads():
+            return
+        cycle = self._config.cycle
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="okrsync-prefetch")
+        self._failed = failed
+        self._job = self._pool.submit(
+            self._store.unaligned_summary, cycle.starts_at, cycle.ends_at, self._config.unaligned.ignore_labels,
+            exclude_sources=failed,
+        )
+
+    def job(self, failed: Collection[str]) -> Future[UnalignedSummary] | None:
+        """The read, if it was started for these failed sources."""
+        return self._job if self._failed == frozenset(failed) else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _reader(store: Store) -> Executor:

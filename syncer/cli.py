@@ -84,22 +84,27 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from syncer.assemble import assemble_report
+    from syncer.assemble import UnalignedPrefetch, assemble_report
     from syncer.sync import SyncOptions, run_once
 
     config = _config(args)
     now = _now(args)
     with Store.open(config.store_url(), dry_run=args.dry_run) as store:
+        prefetch = UnalignedPrefetch(config, store)
         options = SyncOptions(
             full=args.full, dry_run=args.dry_run, sources=tuple(args.source) if args.source else None,
             on_progress=_progress_hook() if _tty(sys.stderr) and not args.quiet else None,
+            after_sources=prefetch.start,
         )
-        result = run_once(config, store, options, now=now)
-        data = assemble_report(
-            config, store, now(), outcomes=result.outcomes, writes=result.writes, krs=result.key_results or None,
-            changes=result.changes, dry_run=args.dry_run, with_items=False,
-            unaligned_limit=args.unaligned_limit,
-        )
+        try:
+            result = run_once(config, store, options, now=now)
+            data = assemble_report(
+                config, store, now(), outcomes=result.outcomes, writes=result.writes,
+                krs=result.key_results or None, changes=result.changes, dry_run=args.dry_run, with_items=False,
+                unaligned_limit=args.unaligned_limit, prefetched=prefetch,
+            )
+        finally:
+            prefetch.close()
         _emit(args, data)
     for outcome in result.outcomes:
         if not outcome.ok:

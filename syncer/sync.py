@@ -122,6 +122,9 @@ class SyncOptions:
     """A ``requests.Session`` for every connector (tests)."""
     sleep: Any = None
     on_progress: ProgressHook | None = None
+    after_sources: Callable[[frozenset[str]], None] | None = None
+    """Called once every source is synced, with the names of those that failed, before the key
+    results are computed: a report can start reads that the rest of the pass does not change."""
 
 
 @dataclass
@@ -219,6 +222,8 @@ def run_once(
             # A worker that synced no source (all busy or fresh) writes no run and no snapshot.
             return SyncResult(0, [], {}, [], [], skipped)
         failed = {o.name for o in outcomes if not o.ok}
+        if options.after_sources is not None:
+            options.after_sources(frozenset(failed))
         at = now()
         krs = compute_key_results(config, store, at, failed_sources=failed)
         latest = store.latest_snapshots(letters=True)

@@ -344,3 +344,41 @@ def test_ctrl_c_while_sources_sync_side_by_side_stops_them_all(store: Store) -> 
     assert not [t.name for t in threading.enumerate() if t.name.startswith("okrsync-source")], "threads ended"
     assert all(c.pages < 400 for c in connectors.values()), {n: c.pages for n, c in connectors.items()}
     assert store.get_cursor("jira") is None and store.get_cursor("github") is None
+
+
+def test_the_report_reads_unaligned_work_while_the_pass_finishes(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``after_sources`` fires once, with the failed sources, before the key results; the summary
+    read started there is the one the report uses, and it equals a summary read afterwards."""
+    from syncer.assemble import UnalignedPrefetch, assemble_report
+
+    trackers = Trackers()
+    sync(config(), store, trackers, full=True)
+    trackers.jira.fail = TransientError("jira", "HTTP 502")
+    trackers.github.items.append(item("github", 7, updated_at=NOW))  # new unaligned work
+    reads: list[frozenset[str]] = []
+    original = Store.unaligned_summary
+
+    def counting(self: Store, *args: Any, exclude_sources: Any = (), **kw: Any) -> Any:
+        reads.append(frozenset(exclude_sources))
+        return original(self, *args, exclude_sources=exclude_sources, **kw)
+
+    monkeypatch.setattr(Store, "unaligned_summary", counting)
+    prefetch = UnalignedPrefetch(config(), store)
+    seen: list[frozenset[str]] = []
+
+    def after(failed: frozenset[str]) -> None:
+        seen.append(failed)
+        prefetch.start(failed)
+
+    result = run_once(config(), store, SyncOptions(after_sources=after), now=lambda: NOW,
+                      connector_factory=trackers.factory)
+    try:
+        data = assemble_report(config(), store, NOW, outcomes=result.outcomes, krs=result.key_results,
+                               prefetched=prefetch)
+    finally:
+        prefetch.close()
+    assert seen == [frozenset({"jira"})] and reads == [frozenset({"jira"})], "read once, where the pass said"
+    again = assemble_report(config(), store, NOW, outcomes=result.outcomes, krs=result.key_results)
+    assert (data.unaligned_count, data.unaligned_groups, data.total_work_items) == (
+        again.unaligned_count, again.unaligned_groups, again.total_work_items)
+    assert data.unaligned_count == 2 and {i.key for i in data.unaligned} == {"GITHUB-5", "GITHUB-7"}
