@@ -402,13 +402,14 @@ class JiraConnector:
         meta = self.meta()
         jira_rules = [r for r in rules if isinstance(r, JiraRule) and r.source == self.name]
         extra = self._extra_clause(jira_rules, meta)
+        parents = [r for r in jira_rules if r.parent]
         remembered = self._remembered_trees()
         # Members of the current parent rules that an earlier pass stored (a removed or edited
         # rule has another fingerprint: its old members are not taken as stored for the new one).
-        stored = {i for r in jira_rules if r.parent for i in remembered.get(r.fingerprint(), {}).get("members", [])}
+        stored = {i for r in parents for i in remembered.get(r.fingerprint(), {}).get("members", [])}
         fallback: Callable[[], str | None] | None = None
         forgot: list[bool] = []  # the remembered tree was dropped: this pass walks it again
-        if remembered and any(r.parent for r in jira_rules):
+        if remembered and parents:
 
             def fallback() -> str | None:
                 # Jira rejects a query naming an issue it no longer has (a deleted descendant); a
@@ -428,7 +429,6 @@ class JiraConnector:
         scan = _Scan(recent, overlap_ms)
         if old_ms is None:
             full = True
-        parents_needed = any(r.parent for r in jira_rules)
         changed: set[str] = set()
         census_ids: frozenset[str] | None = None
 
@@ -437,7 +437,7 @@ class JiraConnector:
             holder: list[frozenset[str]] = []
             # No ``changed`` set here: a whole pass re-evaluates every rule (100k ids saved at 200k).
             for page in self._full(meta, scope, extra, scan, holder, fallback):
-                if parents_needed:
+                if parents:
                     fetched.update(item.id for item in page.items)
                 yield page
             census_ids = holder[0]
@@ -466,7 +466,6 @@ class JiraConnector:
 
         whole = full or census
         members: dict[str, frozenset[str]] = {}
-        parents = [r for r in jira_rules if r.parent]
         if parents and (whole or changed or forgot):
             tree: dict[str, frozenset[str]] = {}
             walked: dict[str, frozenset[str]] = {}
@@ -481,7 +480,8 @@ class JiraConnector:
             # every member of a ``parent`` rule is stored and counted.
             read = fetched if full else changed | stored
             missing = sorted(set().union(*tree.values()) - read, key=lambda x: (len(x), x))
-            for page in self._pages_by_id(missing, meta, scan):
+            # A whole pass read the entire scope, so what it lacks lies outside it.
+            for page in self._pages_by_id(missing, meta, scan, outside=full):
                 changed.update(item.id for item in page.items)
                 yield page
             self.state[_TREE_KEY] = {
@@ -598,9 +598,9 @@ class JiraConnector:
                 found[str(fp)] = {k: [str(i) for i in entry[k]] for k in ("tree", "members")}
         return found
 
-    def _pages_by_id(self, ids: Sequence[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
+    def _pages_by_id(self, ids: Sequence[str], meta: JiraMeta, scan: _Scan, *, outside: bool) -> Iterator[Page]:
         """These issues, read by id (bulkfetch on Cloud, ``id in (…)`` searches on Data Center),
-        each marked in or out of the scope."""
+        each marked in or out of the scope (``outside``: known to be out, no scope query)."""
         for start in range(0, len(ids), _IN_BATCH):
             chunk = list(ids[start : start + _IN_BATCH])
             if meta.cloud:
@@ -608,7 +608,9 @@ class JiraConnector:
             else:
                 where = f"id in ({', '.join(chunk)})"
                 raws = [raw for page in self._search(where, self._fields(meta), scan, sort="created") for raw in page]
-            if raws:
+            if raws and outside:
+                yield Page(items=tuple(self.to_item(i, meta, in_scope=False) for i in raws))
+            elif raws:
                 yield self._page(raws, meta, scan, True)
 
     def _fields(self, meta: JiraMeta) -> tuple[str, ...]:
