@@ -698,6 +698,8 @@ def test_kr_items_limit_done_first_and_counts(store: Store) -> None:
     assert page == first and total == len(everything) == 10  # 1-9 less the retired 10, plus P-20
     assert store.kr_items_page("a", None) == (done_first, 10)
     assert store.kr_items_page("nothing", 5) == ([], 0)
+    assert store.kr_items_page("a", 10) == (done_first, 10), "a page exactly full"
+    assert store.kr_items_page("a", 50) == (done_first, 10), "a page not full: no count asked"
 
 
 def test_latest_snapshots_without_provenance(store: Store) -> None:
@@ -779,6 +781,24 @@ def test_only_the_two_newest_runs_keep_their_item_maps(store: Store) -> None:
     latest = store.latest_snapshots()["a"]
     assert latest["items"] == {"1": "done"}
     assert store.previous_snapshot("a", before_run=latest["run_id"])["items"] == {"1": "done"}
+
+
+def test_item_maps_pruned_run_by_run_and_a_late_writer_keeps_none(store: Store) -> None:
+    late = store.begin_run(NOW, full=False, dry_run=False, worker="slow")
+    runs_ = [store.begin_run(NOW + timedelta(minutes=n), full=False, dry_run=False, worker="w") for n in range(1, 6)]
+
+    def maps() -> dict[int, Any]:
+        with store._read("inspect") as conn:
+            return dict(conn.execute(select(store_schema.snapshots.c.run_id, store_schema.snapshots.c["items"])).all())
+
+    for n, run in enumerate(runs_, start=1):
+        store.write_snapshots(run, NOW + timedelta(minutes=n), [kr("a", float(n), 1, 10)], {"a": {str(n): "done"}})
+        kept = [r for r, m in maps().items() if m]
+        assert kept == runs_[max(0, n - 2) : n], f"after run {n}: only the two newest keep their maps"
+    # A worker that began before all of them finishes now: two newer runs exist, so its map goes.
+    store.write_snapshots(late, NOW, [kr("a", 0.5, 1, 10)], {"a": {"0": "todo"}})
+    assert maps()[late] == {} and [r for r, m in maps().items() if m] == runs_[-2:]
+    assert [p.current for p in store.history("a")] == [0.5, 1.0, 2.0, 3.0, 4.0, 5.0], "the numbers stay"
 
 
 # -- carrying item maps forward ------------------------------------------------------------------------
