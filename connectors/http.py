@@ -35,6 +35,11 @@ from typing import Any
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt
 
+try:  # a full sync decodes ~300 MB of JSON at 200k issues: orjson does it in under half the CPU
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - a platform without an orjson wheel
+    from json import loads as _loads  # type: ignore[assignment]
+
 from syncer.errors import AuthError, RateLimitedError, SourceError, TransientError
 
 __all__ = ["HttpClient", "HttpPolicy", "StatusError", "redact"]
@@ -254,8 +259,13 @@ class HttpClient:
         return Response(raw, self._decode(raw) if parse_json else None)
 
     def _decode(self, raw: requests.Response) -> Any:
+        content = raw.content
         try:
-            return json.loads(raw.content)
+            return _loads(content)
+        except (ValueError, UnicodeDecodeError):
+            pass
+        try:  # what orjson refuses and the standard library takes (NaN, a lone surrogate)
+            return json.loads(content)
         except (ValueError, UnicodeDecodeError):
             kind = raw.headers.get("Content-Type", "unknown type").split(";")[0]
             raise _Retry(f"a malformed or truncated answer ({kind}, {len(raw.content)} bytes)") from None

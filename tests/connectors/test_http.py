@@ -106,6 +106,17 @@ def test_truncated_json_every_time_fails_the_source() -> None:
 
 
 @responses.activate
+def test_json_the_fast_decoder_refuses_is_read_as_the_standard_library_reads_it() -> None:
+    # orjson refuses NaN and a lone surrogate; Python's json (and so requests, and the trackers'
+    # own clients) accepts both. The answer is data, not a fault: one request, no retry.
+    responses.add("GET", f"{BASE}/x", body='{"points": NaN, "title": "a\\ud800b", "n": 1}',
+                  content_type="application/json")
+    got = make_client(FakeClock()).get_json("x")
+    assert got["n"] == 1 and got["title"] == "a\ud800b" and got["points"] != got["points"]
+    assert len(responses.calls) == 1
+
+
+@responses.activate
 def test_a_wait_past_the_deadline_stops_instead_of_sleeping() -> None:
     clock = FakeClock()
     responses.add("GET", f"{BASE}/x", status=429, headers={"Retry-After": "1847"})
