@@ -64,7 +64,7 @@ LEASE_TTL = timedelta(minutes=2)
 """A source lease's default time to live; the holder renews it every ``ttl / 4`` (at most 30 s)."""
 LEASE_TTL_ENV = "OKRSYNC_LEASE_TTL"
 _REMATCH_BATCH = 2000
-_WRITE_BATCH = 2000
+_WRITE_BATCH = 5000
 """Fetched items written per transaction (the cursor moves only at the end of the source)."""
 
 
