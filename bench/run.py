@@ -81,8 +81,15 @@ class Result:
 
 
 def measure(cmd: list[str], env: dict[str, str], timeout: float, profile: Path | None = None) -> Measure:
-    """Run ``cmd`` to completion; CPU and peak RSS of that process alone (GNU time, else psutil)."""
-    if profile is not None:
+    """Run ``cmd`` to completion; CPU and peak RSS of that process alone (GNU time, else psutil).
+
+    ``profile``: a ``.txt`` path profiles the main thread with pyinstrument; a ``.spy`` path
+    samples every thread with py-spy (collapsed stacks), which is what a pass whose sources
+    run on their own threads needs."""
+    if profile is not None and profile.suffix == ".spy":
+        spy = Path(sys.executable).with_name("py-spy")
+        cmd = [str(spy), "record", "--format", "raw", "-r", "250", "-o", str(profile), "--", *cmd]
+    elif profile is not None:
         cmd = [cmd[0], "-m", "pyinstrument", "-o", str(profile), "-r", "text", *cmd[1:]]
     with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
         full = [TIME, "-f", "%e %U %S %M", "-o", stats.name, *cmd] if TIME else cmd
@@ -230,6 +237,7 @@ def _compare(ours: dict[str, Any], naive: dict[str, Any]) -> list[str]:
 
 def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_timeout: float = 1500.0,
               workdir: Path | None = None, profile: Path | None = None, log: Any = None,
+              profiler: str = "pyinstrument",
               fmt: str = "table") -> Result:
     """The whole bench at ``size`` issues; see the module docstring."""
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -270,7 +278,7 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
             profile.mkdir(parents=True, exist_ok=True)
 
         def prof(name: str) -> Path | None:
-            return profile / f"{name}.txt" if profile is not None else None
+            return profile / f"{name}.{'spy' if profiler == 'py-spy' else 'txt'}" if profile is not None else None
 
         full, logs = step("okrsync full", [*okrsync, "--full"], prof("full"))
         loaded = load(config, env=ENV)
@@ -403,13 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="keep the config and store here (default: a temporary folder)")
     parser.add_argument("--profile", type=Path,
                         help="profile each okrsync pass with pyinstrument into this folder (slows them down)")
+    parser.add_argument("--profiler", choices=("pyinstrument", "py-spy"), default="pyinstrument",
+                        help="pyinstrument (main thread, text tree) or py-spy (every thread, collapsed "
+                             "stacks; needs `pip install py-spy`)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                         help="okrsync sync's output (default: its default, the table)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     result = run_bench(args.size, naive=not args.no_naive, fraction=args.fraction, step_timeout=args.step_timeout,
-                       workdir=args.dir, profile=args.profile, fmt=args.format)
+                       workdir=args.dir, profile=args.profile, fmt=args.format, profiler=args.profiler)
     print(table(result))
     print(f"bench wall time: {time.monotonic() - started:.1f} s")
     if args.json:
