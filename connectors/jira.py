@@ -545,7 +545,9 @@ class JiraConnector:
 
     def _bulk_pages(self, ids: list[str], census: frozenset[str], meta: JiraMeta, scan: _Scan) -> Iterator[Page]:
         for issues in self._bulk_raw(ids, meta, scan):
-            yield Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in census) for i in issues))
+            page = Page(items=tuple(self.to_item(i, meta, in_scope=str(i.get("id")) in census) for i in issues))
+            del issues  # 1 000 raw issues (~15 MB decoded) must not live on through the next request
+            yield page
 
     def _bulk_raw(self, ids: list[str], meta: JiraMeta, scan: _Scan) -> Iterator[list[dict[str, Any]]]:
         """Raw issues by id, ``jira_bulk`` (1 000, or 100 where the site refuses 1 000) per request."""
@@ -570,7 +572,9 @@ class JiraConnector:
             if not isinstance(issues, list) or not all(isinstance(i, dict) for i in issues):
                 raise TransientError(self.name, "bulkfetch answered without a list of issue objects")
             scan.note_items(issues)
+            del body
             yield issues
+            del issues  # released before the next answer is decoded: one answer in memory, not two
             index += len(chunk)
 
     def _page(self, issues: list[dict[str, Any]], meta: JiraMeta, scan: _Scan, mixed: bool) -> Page:
