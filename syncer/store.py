@@ -94,6 +94,10 @@ _CHUNK = 500
 """Ids per ``IN (...)`` list: far below SQLite's bound-variable limit."""
 _ROWS = 2000
 """Rows per executemany group."""
+_ITEM_ROWS = 500
+_TOUCHED_MAX = 20_000
+"""Items written since the last snapshots beyond which ``snapshot_item_maps`` reads every map."""
+"""Item rows per executemany in ``write_page`` (rows are built per group, not per page)."""
 _ANALYZE_MIN = 10_000
 """Refresh statistics after this many written items, or after as many as the table held."""
 _RETIRE_MIN = 5
@@ -402,9 +406,11 @@ class Store:
                 raise StoreError(f"store: write page of {source}: items from another source")
             now_text = format_utc(now)
             # The last version of a repeated id wins, as an upsert of the rows in order would.
-            rows = list({item.id: _item_values(item, now_text) for item in items}.values())
-            for group in _chunks(rows, _ROWS):
-                _executemany(conn, _UPSERT_ITEMS, group)
+            # Rows are built a group at a time: a sync writes 5000 items per call, and their rows
+            # all at once were ~3 MB of peak RSS per source.
+            latest = list({item.id: item for item in items}.values())
+            for group in _chunks(latest, _ITEM_ROWS):
+                _executemany(conn, _UPSERT_ITEMS, [_item_values(item, now_text) for item in group])
             self._replace_matches(conn, source, [item.id for item in items], matches)
             self._touch(source, [item.id for item in items])
             if cursor is not None:
@@ -527,6 +533,10 @@ class Store:
     def _touch(self, source: str, ids: Iterable[str]) -> None:
         if self._touched is not None:
             self._touched.update((source, i) for i in ids)
+            if len(self._touched) > _TOUCHED_MAX:
+                # Past this many, reading every map again is cheaper than reading these by id,
+                # and a full pass's 200k (source, id) pairs held ~30 MB until its snapshots.
+                self._touched = None
 
     @staticmethod
     def _replace_matches(
@@ -585,20 +595,25 @@ class Store:
         in_scope_only: bool = True,
     ) -> int:
         """Retire live items a full pass no longer saw, unless too many vanished at once."""
-        seen = set(seen_ids)
+        seen = seen_ids if isinstance(seen_ids, set | frozenset) else set(seen_ids)
         with self._write(f"retire items of {source}") as conn:
             query = select(items_t.c.id).where(items_t.c.source == source, items_t.c.retired_at.is_(None))
             if in_scope_only:
                 query = query.where(items_t.c.in_scope)
-            live = set(conn.scalars(query))
-            gone = sorted(live - seen)
+            # Streamed: only the missing ids are kept (a set of every live id was ~10 MB at 100k).
+            live, missing = 0, []
+            for item_id in conn.scalars(query):
+                live += 1
+                if item_id not in seen:
+                    missing.append(item_id)
+            gone = sorted(missing)
             if not gone:
                 return 0
-            share = len(gone) / len(live)
+            share = len(gone) / live
             if share > guard and len(gone) > _RETIRE_MIN:
                 raise VisibilityLostError(
                     source,
-                    f"visibility lost: {len(gone)} of {len(live)} items ({share:.0%}) vanished at once; "
+                    f"visibility lost: {len(gone)} of {live} items ({share:.0%}) vanished at once; "
                     "nothing retired",
                 )
             self._touch(source, gone)

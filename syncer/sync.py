@@ -64,6 +64,8 @@ LEASE_TTL = timedelta(minutes=2)
 """A source lease's default time to live; the holder renews it every ``ttl / 4`` (at most 30 s)."""
 LEASE_TTL_ENV = "OKRSYNC_LEASE_TTL"
 _REMATCH_BATCH = 2000
+_BACKFILL_GROUP = 5
+"""Key results whose history is rebuilt per read of item dates."""
 _WRITE_BATCH = 5000
 """Fetched items written per transaction (the cursor moves only at the end of the source)."""
 
@@ -568,11 +570,16 @@ def _backfill_first_passes(
     ]
     if not wanted:
         return
-    dates = store.kr_item_dates(wanted)
-    for kr_id in wanted:
-        found = config.key_result(kr_id)
-        if found is not None:
-            store.write_backfill(kr_id, reconstruct(found[1], dates.get(kr_id, []), config.cycle, at))
+    for start in range(0, len(wanted), _BACKFILL_GROUP):
+        # A few key results at a time: every counted item's dates at once were ~20 MB at 200k
+        # items, on top of the pass's peak.
+        group = wanted[start : start + _BACKFILL_GROUP]
+        dates = store.kr_item_dates(group)
+        for kr_id in group:
+            found = config.key_result(kr_id)
+            if found is not None:
+                store.write_backfill(kr_id, reconstruct(found[1], dates.get(kr_id, []), config.cycle, at))
+        del dates
 
 
 # -- rules, leases, state ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from syncer import store as store_module
 from syncer import store_schema
 from syncer.config import Cycle
 from syncer.errors import StoreError, VisibilityLostError
@@ -839,6 +840,14 @@ def _clear_then_match(store: Store, item_id: str, kr_id: str) -> None:
     store.replace_matches("jira", {item_id: {kr_id: 0}})
 
 
+def _write_past_the_cap(store: Store) -> None:
+    """Rewrite three items one page at a time with the cap at two: the Store stops tracking."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store_module, "_TOUCHED_MAX", 2)
+        for i in (2, 10, 11):
+            store.write_page("jira", [item(i, state=State.IN_PROGRESS)], {str(i): {"c": 0}}, None, NOW)
+
+
 def test_item_maps_carried_forward_equal_a_full_read(store: Store, store_url: str) -> None:
     kr_ids = ["a", "b", "c"]
     every = [item(i, state=State.TODO) for i in range(12)] + [item(i, source="gh") for i in range(5)]
@@ -879,6 +888,7 @@ def test_item_maps_carried_forward_equal_a_full_read(store: Store, store_url: st
             lambda: store.write_page("gh", [item(1, source="gh", state=State.DONE)], {"1": {"a": 2}}, None, NOW),
         ),
         ("rules changed", lambda: _clear_then_match(store, "8", "c")),
+        ("more written than is worth tracking", lambda: _write_past_the_cap(store)),
         (
             "after a full read",
             lambda: store.write_page("jira", [item(9, state=State.DONE)], {"9": {"c": 0}}, None, NOW),
@@ -891,9 +901,11 @@ def test_item_maps_carried_forward_equal_a_full_read(store: Store, store_url: st
     assert reads == {
         "first": 1, "nothing changed": 0,  # the first pass reads all; from then on only what changed
         "states change": 0, "an item leaves a key result": 0, "excluded and sub-task": 0, "retired": 0,
-        "same id in the other source": 0, "rules changed": 1, "after a full read": 0,
+        "same id in the other source": 0, "rules changed": 1, "more written than is worth tracking": 1,
+        "after a full read": 0,
     }  # fmt: skip
-    assert maps == {"a": {}, "b": {}, "c": {"8": "t", "9": "d"}}  # clear_matches left only what came after
+    # clear_matches left only what came after
+    assert maps == {"a": {}, "b": {}, "c": {"8": "t", "2": "p", "10": "p", "11": "p", "9": "d"}}
 
     # Another process's pass carries forward from these maps and writes its own: they hold its
     # writes, so this Store may carry forward from them in turn.
