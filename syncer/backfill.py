@@ -42,12 +42,13 @@ def reconstruct(
     if not ends:
         return []
     days = len(ends)
+    start, one_day = cycle.starts_at, timedelta(days=1)  # read once: day_of runs twice per item
 
     def day_of(at: datetime | None) -> int:
         """Index of the first day end at or after ``at`` (0 for before the cycle, days = never)."""
-        if at is None or at < cycle.starts_at:
+        if at is None or at < start:
             return 0
-        return min(days, int((at - cycle.starts_at) / timedelta(days=1)))
+        return min(days, int((at - start) / one_day))
 
     scope = [0] * (days + 1)
     scope_points = [0.0] * (days + 1)
