@@ -95,9 +95,9 @@ _CHUNK = 500
 _ROWS = 2000
 """Rows per executemany group."""
 _ITEM_ROWS = 500
+"""Item rows per executemany in ``write_page`` (rows are built per group, not per page)."""
 _TOUCHED_MAX = 20_000
 """Items written since the last snapshots beyond which ``snapshot_item_maps`` reads every map."""
-"""Item rows per executemany in ``write_page`` (rows are built per group, not per page)."""
 _ANALYZE_MIN = 10_000
 """Refresh statistics after this many written items, or after as many as the table held."""
 _RETIRE_MIN = 5
@@ -531,12 +531,16 @@ class Store:
             self._touch(source, list(matches))
 
     def _touch(self, source: str, ids: Iterable[str]) -> None:
-        if self._touched is not None:
-            self._touched.update((source, i) for i in ids)
-            if len(self._touched) > _TOUCHED_MAX:
-                # Past this many, reading every map again is cheaper than reading these by id,
-                # and a full pass's 200k (source, id) pairs held ~30 MB until its snapshots.
-                self._touched = None
+        # Read once: sources write from their own threads, and another may stop the tracking
+        # (set None) between this thread's check and its update.
+        touched = self._touched
+        if touched is None:
+            return
+        touched.update((source, i) for i in ids)
+        if len(touched) > _TOUCHED_MAX:
+            # Past this many, reading every map again is cheaper than reading these by id,
+            # and a full pass's 200k (source, id) pairs held ~30 MB until its snapshots.
+            self._touched = None
 
     @staticmethod
     def _replace_matches(
@@ -692,44 +696,31 @@ class Store:
         Ordered by (source, key, id); ``done_first`` puts done items first (a report's item list),
         and ``limit`` makes the database stop there instead of handing over thousands of rows.
         """
-        order: list[ColumnElement[Any]] = [items_t.c.source, items_t.c.key, items_t.c.id]
-        if done_first:
-            order.insert(0, case((items_t.c.state == State.DONE.value, 0), else_=1))
-        query = (
-            select(*_ITEM_COLUMNS, matches.c.rule_index)
-            .select_from(
-                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
-            )
-            .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
-            .order_by(*order)
-        )
-        if limit is not None:
-            query = query.limit(limit)
         with self._read("read key result items") as conn:
-            return [(_row_item(r), int(r.rule_index)) for r in conn.execute(query)]
+            return [(_row_item(r), int(r.rule_index)) for r in conn.execute(_kr_items_query(kr_id, limit, done_first))]
 
     def kr_items_page(self, kr_id: str, limit: int | None) -> tuple[list[tuple[WorkItem, int]], int]:
         """The first ``limit`` items of ``kr_items(kr_id, done_first=True)`` and how many there are.
 
         The database keeps only the first ``limit`` rows while it sorts (a top-N sort); the total
-        is a narrow ``count(*)`` asked only when the page is full. At 200k items this took the
-        HTML report's 40 item lists from 0.41 to 0.27 s: a window count (``count(*) OVER ()``)
-        made the database carry every wide row of a key result through the sort.
+        is a narrow ``count(*)`` asked only when the page is full, in the same read (one snapshot
+        on SQLite). At 200k items this took the HTML report's 40 item lists from 0.41 to 0.27 s:
+        a window count (``count(*) OVER ()``) made the database carry every wide row of a key
+        result through the sort.
         """
         if limit is None:
             rows = self.kr_items(kr_id, done_first=True)
             return rows, len(rows)
-        rows = self.kr_items(kr_id, done_first=True, limit=limit)
-        if len(rows) < limit:
-            return rows, len(rows)
-        query = (
-            select(func.count())
-            .select_from(
-                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
+        with self._read("read key result items") as conn:
+            found = conn.execute(_kr_items_query(kr_id, limit, done_first=True)).all()
+            rows = [(_row_item(r), int(r.rule_index)) for r in found]
+            if len(rows) < limit:
+                return rows, len(rows)
+            query = (
+                select(func.count())
+                .select_from(_matched_items())
+                .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
             )
-            .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
-        )
-        with self._read("count key result items") as conn:
             return rows, int(conn.scalar(query) or 0)
 
     def kr_item_counts(self) -> dict[str, int]:
@@ -780,8 +771,9 @@ class Store:
                 select(func.count()).select_from(runs).where(runs.c.id != run_id, runs.c.finished_at.is_(None))
             )
             base = {int(latest[k]["run_id"]) for k in wanted if k in latest}
+            tracked = self._touched  # read once (see ``_touch``)
             carry = (
-                self._touched is not None and len(base) == 1 and all(k in latest for k in wanted)
+                tracked is not None and len(base) == 1 and all(k in latest for k in wanted)
                 and (prev := base.pop()) < run_id
                 and conn.scalar(select(meta.c.value).where(meta.c.key == _MAPS_RUN)) == str(prev)
                 and not conn.scalar(
@@ -792,7 +784,7 @@ class Store:
         if not carry:
             return self.kr_item_letters(wanted)
         maps = {k: dict(latest[k]["items"]) for k in wanted}
-        touched = sorted(self._touched or ())
+        touched = sorted(tracked or ())
         if not touched:
             return maps
         ids = {i for _, i in touched}
@@ -1077,6 +1069,9 @@ class Store:
                 }
             )
         with self._write("write snapshots") as conn:
+            # One snapshot writer at a time (SQLite's write lock does this already): a prune in
+            # another transaction must see this run's rows before it moves its mark past them.
+            _lock_snapshots(conn)
             for group in _chunks(rows, _ROWS):
                 _upsert(conn, snapshots, group, ["run_id", "kr_id"])
             _prune_item_maps(conn, run_id)
@@ -1433,6 +1428,25 @@ class Store:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def _matched_items() -> Any:
+    """matches joined to their items (one row per item and key result it serves)."""
+    return matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
+
+
+def _kr_items_query(kr_id: str, limit: int | None, done_first: bool) -> Any:
+    """``Store.kr_items``' query: live items of a key result with their rule, in list order."""
+    order: list[ColumnElement[Any]] = [items_t.c.source, items_t.c.key, items_t.c.id]
+    if done_first:
+        order.insert(0, case((items_t.c.state == State.DONE.value, 0), else_=1))
+    query = (
+        select(*_ITEM_COLUMNS, matches.c.rule_index)
+        .select_from(_matched_items())
+        .where(matches.c.kr_id == kr_id, items_t.c.retired_at.is_(None))
+        .order_by(*order)
+    )
+    return query if limit is None else query.limit(limit)
+
+
 def _literal_rows(*columns: tuple[str, Any, Sequence[Any]]) -> Any:
     """A small table of bound values (``UNION ALL`` of one-row SELECTs: SQLite and PostgreSQL alike).
 
@@ -1717,7 +1731,7 @@ def _lock_schema(conn: Connection) -> None:
 
 
 def _lock_snapshots(conn: Connection) -> None:
-    """Serialise ``write_snapshots_once`` across workers until the transaction ends."""
+    """Serialise snapshot writes across workers until the transaction ends (re-entrant)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(5318009)"))
 

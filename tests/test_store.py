@@ -802,6 +802,65 @@ def test_item_maps_pruned_run_by_run_and_a_late_writer_keeps_none(store: Store) 
     assert [p.current for p in store.history("a")] == [0.5, 1.0, 2.0, 3.0, 4.0, 5.0], "the numbers stay"
 
 
+def test_a_prune_waits_for_a_snapshot_writer_still_in_its_transaction(store: Store, store_url: str) -> None:
+    """A newer run's prune must not move its mark past a run whose snapshots are not committed
+    yet: that run's map would then be kept for ever (PostgreSQL has no single write lock)."""
+    runs_ = [store.begin_run(NOW + timedelta(minutes=n), full=False, dry_run=False, worker="w") for n in range(6)]
+    for n in (0, 2):
+        store.write_snapshots(runs_[n], NOW + timedelta(minutes=n), [kr("a", float(n), 1, 10)], {"a": {str(n): "done"}})
+    other = Store.open(store_url)
+    errors: list[BaseException] = []
+
+    def newer_run() -> None:
+        try:
+            other.write_snapshots(runs_[3], NOW + timedelta(minutes=3), [kr("a", 3.0, 1, 10)], {"a": {"3": "done"}})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=newer_run)
+    try:
+        with store.transaction():
+            store.write_snapshots(runs_[1], NOW + timedelta(minutes=1), [kr("a", 1.0, 1, 10)], {"a": {"1": "todo"}})
+            worker.start()
+            worker.join(0.5)  # it waits for this transaction (or, without the lock, finishes)
+        worker.join(10)
+    finally:
+        other.close()
+    assert not worker.is_alive() and not errors
+    for n in (4, 5):
+        store.write_snapshots(runs_[n], NOW + timedelta(minutes=n), [kr("a", float(n), 1, 10)], {"a": {str(n): "done"}})
+    with store._read("inspect") as conn:
+        maps = dict(conn.execute(select(store_schema.snapshots.c.run_id, store_schema.snapshots.c["items"])).all())
+    assert [r for r, m in sorted(maps.items()) if m] == runs_[4:], "only the two newest keep a map"
+
+
+def test_touch_tracking_stopped_by_another_thread_mid_update(store: Store) -> None:
+    """Sources write from their own threads: one may stop the tracking while another is inside
+    its update. Neither may fail, and the tracking stays stopped."""
+    inside, crossed = threading.Event(), threading.Event()
+
+    def slow_ids() -> Any:
+        yield "a1"
+        inside.set()
+        crossed.wait(5)
+        yield "a2"
+
+    def other() -> None:
+        inside.wait(5)
+        store._touch("gh", ["1", "2", "3"])
+        crossed.set()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store_module, "_TOUCHED_MAX", 2)
+        thread = threading.Thread(target=other)
+        thread.start()
+        try:
+            store._touch("jira", slow_ids())
+        finally:
+            thread.join(10)
+    assert store._touched is None
+
+
 # -- carrying item maps forward ------------------------------------------------------------------------
 
 _LETTERS = {"todo": "t", "in_progress": "p", "done": "d", "unknown": "u"}
