@@ -240,6 +240,7 @@ class HttpClient:
                     headers=dict(headers or {}),
                     timeout=(self.policy.connect_timeout, self.policy.timeout),
                     allow_redirects=True,
+                    auth=_headers_as_set,
                 )
             except requests.Timeout as exc:
                 raise _Retry(f"timed out ({type(exc).__name__})") from None
@@ -395,6 +396,12 @@ def _next_link(header: str) -> str | None:
         if any(s.strip().replace(" ", "") in ('rel="next"', "rel=next") for s in section[1:]):
             return url
     return None
+
+
+def _headers_as_set(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An explicit no-op auth: without one, requests looks the host up in ``~/.netrc`` on every
+    request and an entry there replaces the configured ``Authorization`` header."""
+    return prepared
 
 
 def _retry_after(raw: requests.Response) -> float | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 import responses
@@ -114,6 +116,20 @@ def test_json_the_fast_decoder_refuses_is_read_as_the_standard_library_reads_it(
     got = make_client(FakeClock()).get_json("x")
     assert got["n"] == 1 and got["title"] == "a\ud800b" and got["points"] != got["points"]
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_netrc_entry_for_the_host_does_not_replace_the_configured_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1\nlogin someone\npassword else\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    responses.add("GET", f"{BASE}/x", json={})
+    make_client(FakeClock()).get_json("x")
+    assert responses.calls[0].request.headers["Authorization"] == f"Bearer {SECRET}"
 
 
 @responses.activate
