@@ -727,9 +727,7 @@ class Store:
         """Per key result, how many rows ``kr_items`` would return (live, excluded included)."""
         query = (
             select(matches.c.kr_id, func.count())
-            .select_from(
-                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
-            )
+            .select_from(_matched_items())
             .where(items_t.c.retired_at.is_(None))
             .group_by(matches.c.kr_id)
         )
@@ -740,9 +738,7 @@ class Store:
         """``{item_id: state}`` of the items counted for a key result (no excluded, no sub-tasks)."""
         query = (
             select(items_t.c.id, items_t.c.state)
-            .select_from(
-                matches.join(items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id))
-            )
+            .select_from(_matched_items())
             .where(
                 matches.c.kr_id == kr_id,
                 items_t.c.retired_at.is_(None),
@@ -798,9 +794,7 @@ class Store:
                 for part in _chunks(sorted(ids)):
                     query = (
                         select(matches.c.kr_id, items_t.c.id, items_t.c.state)
-                        .select_from(matches.join(
-                            items_t, and_(items_t.c.source == matches.c.source, items_t.c.id == matches.c.item_id)
-                        ))
+                        .select_from(_matched_items())
                         .where(
                             matches.c.source == source, matches.c.item_id.in_(part),
                             items_t.c.retired_at.is_(None), not_(items_t.c.excluded),
