@@ -336,6 +336,13 @@ class GitHubConnector:
             for raw in body:
                 if not isinstance(raw, dict):
                     continue
+                if threshold is not None:
+                    # Newest first: a changed repository's page is mostly older issues. Judge them
+                    # by their own timestamp before mapping (90 of 100 mapped for nothing before).
+                    stamp = _parse_time(raw.get("updated_at"))
+                    if stamp is not None and stamp < threshold:
+                        older = True
+                        continue
                 item = to_work_item(raw, self.name, repo=repo, in_scope=in_scope)
                 if item is None:
                     continue

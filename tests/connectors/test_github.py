@@ -195,6 +195,29 @@ def test_a_changed_repo_reads_only_down_to_since_minus_overlap() -> None:
 
 
 @responses.activate(registry=registries.OrderedRegistry)
+def test_older_issues_on_a_changed_page_are_not_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A changed repository's page holds up to 100 issues, most of them older than the cursor:
+    # they are judged by their own updated_at, not mapped and thrown away (90% of the work).
+    import connectors.github as github
+
+    mapped: list[Any] = []
+    real = github.to_work_item
+
+    def counting(raw: Any, *args: Any, **kwargs: Any) -> Any:
+        mapped.append(raw["number"])
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(github, "to_work_item", counting)
+    body = [raw_issue(9, "2026-11-23T11:30:00Z"), raw_issue(8, "2026-11-22T00:00:00Z"),
+            {**raw_issue(7, "2026-11-21T00:00:00Z"), "updated_at": None}]  # no stamp: mapped, falls back
+    responses.add("GET", listing_url(), json=body, headers={"ETag": '"new"', "Date": DATE})
+    cursor = {"v": 1, "base": BASE, "repos": {"acme/web": {"since": "2026-11-23T10:00:00Z", "etag": '"old"'}}}
+    pages = run(connector(), cursor)
+    assert [i.key for i in items_of(pages)] == ["acme/web#9"]
+    assert mapped == [9, 7]
+
+
+@responses.activate(registry=registries.OrderedRegistry)
 def test_more_than_a_page_changed_follows_links_until_older_items() -> None:
     times = stamps(150)
     nxt = f"{BASE}/repositories/7/issues?page=2"
