@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from syncer import store as store_module
 from syncer import store_schema
@@ -428,7 +428,7 @@ def test_lease_contention_across_threads(store_url: str) -> None:
 
 def test_schema_version_recorded_and_newer_refused(store_url: str) -> None:
     with Store.open(store_url) as s:
-        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "3"
+        assert s.get_meta("schema_version") == str(store_schema.SCHEMA_VERSION) == "4"
         s.set_meta("schema_version", "99")
     with pytest.raises(StoreError, match="schema version 99 is newer than this okrsync knows"):
         Store.open(store_url)
@@ -444,6 +444,21 @@ def test_a_version_1_store_gains_the_backfill_table(store_url: str) -> None:
         s.write_backfill("a", [HistoryPoint(NOW - timedelta(days=1), 5.0, 0.5, 10, 5)])
         assert s.backfilled() == {"a"}
         assert [p.current for p in s.history("a")] == [5.0]
+
+
+def test_a_version_3_store_trades_the_parent_index_for_the_partial_one(store_url: str) -> None:
+    with Store.open(store_url) as s:
+        with s._write("simulate a version-3 store") as conn:
+            conn.execute(text("DROP INDEX ix_items_unlinked"))
+            conn.execute(text("CREATE INDEX ix_items_parent ON items (source, parent_id)"))
+        s.set_meta("schema_version", "3")
+    with Store.open(store_url) as s:
+        assert s.schema_version() == 4
+        with s._read("list indexes") as conn:
+            names = {ix["name"] for ix in inspect(conn).get_indexes("items")}
+        assert "ix_items_unlinked" in names and "ix_items_parent" not in names
+        s.write_page("jira", [item(2, key="PLAT-2", parent_key="PLAT-1"), item(1, key="PLAT-1")], {}, None, NOW)
+        assert s.link_parents("jira") == 1
 
 
 def test_migrations_apply_in_order_once(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
