@@ -1747,7 +1747,17 @@ def _analyze(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("ANALYZE items, matches, members"))
     else:
-        conn.exec_driver_sql("PRAGMA optimize")
+        _analyze_sqlite(conn)
+
+
+def _analyze_sqlite(conn: Connection) -> None:
+    """Statistics for every table from a sample (a few ms at 200k items).
+
+    ``PRAGMA optimize`` alone never analyzed ``items``: it only looks at tables this connection's
+    queries flagged. Without statistics SQLite took ``source = ? AND retired_at IS NULL`` for a
+    selective index and read 100k items to find 500 by id (47 ms instead of 3 per lookup)."""
+    conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+    conn.exec_driver_sql("ANALYZE")
 
 
 def _quick_check(conn: Connection) -> bool:

@@ -297,6 +297,10 @@ def _v4(conn: Connection) -> None:
     for index in items.indexes:
         if index.name == "ix_items_unlinked":
             index.create(conn, checkfirst=True)
+    if conn.dialect.name == "sqlite":
+        # Stores before this version never had statistics for ``items`` (see ``Store.analyze``).
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
 
 
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]

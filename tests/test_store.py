@@ -461,6 +461,26 @@ def test_a_version_3_store_trades_the_parent_index_for_the_partial_one(store_url
         assert s.link_parents("jira") == 1
 
 
+def test_analyze_gives_sqlite_statistics_for_items_and_a_by_id_read_its_key(tmp_path: Path) -> None:
+    # Without statistics SQLite read ``items`` by (source, retired_at IS NULL), every live item,
+    # to find a few hundred by id; ``PRAGMA optimize`` alone never analyzed the table.
+    with Store.open(f"sqlite:///{tmp_path / 'okrsync.db'}") as s:
+        s.write_page("jira", [item(n) for n in range(1, 1201)], {str(n): {"a": 0} for n in range(1, 1201)},
+                     None, NOW)
+        s.analyze()
+        with s._read("statistics") as conn:
+            analyzed = set(conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1").scalars())
+            plan = " ".join(
+                str(row[-1]) for row in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT m.kr_id, i.state FROM matches m JOIN items i"
+                    " ON i.source = m.source AND i.id = m.item_id WHERE m.source = 'jira'"
+                    " AND m.item_id IN ('1', '2', '3') AND i.retired_at IS NULL"
+                )
+            )
+    assert {"items", "matches"} <= analyzed
+    assert "ix_items_source_retired" not in plan, plan
+
+
 def test_migrations_apply_in_order_once(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     Store.open(store_url).close()
     applied: list[int] = []
