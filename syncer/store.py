@@ -1751,12 +1751,13 @@ def _analyze(conn: Connection) -> None:
 
 
 def _analyze_sqlite(conn: Connection) -> None:
-    """Statistics for every table from a sample (a few ms at 200k items).
+    """Statistics for every table (86 ms at 200k items; runs after 10k, 20k, 40k ... writes).
 
     ``PRAGMA optimize`` alone never analyzed ``items``: it only looks at tables this connection's
     queries flagged. Without statistics SQLite took ``source = ? AND retired_at IS NULL`` for a
-    selective index and read 100k items to find 500 by id (47 ms instead of 3 per lookup)."""
-    conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+    selective index and read 100k items to find 500 by id (47 ms instead of 3 per lookup). A
+    sampled ANALYZE (``analysis_limit``) caps its estimates near the sample size and left that
+    plan in place; the exact one also made the pass's aggregates 15-25% faster."""
     conn.exec_driver_sql("ANALYZE")
 
 

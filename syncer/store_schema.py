@@ -299,7 +299,6 @@ def _v4(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
     if conn.dialect.name == "sqlite":
         # Stores before this version never had statistics for ``items`` (see ``Store.analyze``).
-        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
         conn.exec_driver_sql("ANALYZE")
 
 
