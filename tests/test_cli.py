@@ -557,3 +557,19 @@ def test_progress_lines_stay_until_the_last_source_finishes(monkeypatch: pytest.
     hook("github", 80, True)
     assert calls == ["start", "jira: 100 items …", "github: 50 items …", "jira: 200 items ✓", "github: 80 items ✓",
                      "stop"]
+
+
+def test_an_okrsync_process_collects_cyclic_garbage_less_often() -> None:
+    # The default threshold (700) cost ~10% of a 200k full sync's CPU (bench/RESULTS.md).
+    import gc
+
+    from syncer.cli import GC_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        with pytest.raises(SystemExit):
+            main(["--version"])
+        assert gc.get_threshold() == GC_THRESHOLD
+        assert GC_THRESHOLD[0] >= 10_000
+    finally:
+        gc.set_threshold(*before)
