@@ -241,7 +241,9 @@ class HttpClient:
                     timeout=(self.policy.connect_timeout, self.policy.timeout),
                     allow_redirects=True,
                     auth=_headers_as_set,
+                    stream=True,
                 )
+                _read_body(raw)
             except requests.Timeout as exc:
                 raise _Retry(f"timed out ({type(exc).__name__})") from None
             except requests.ConnectionError:
@@ -396,6 +398,31 @@ def _next_link(header: str) -> str | None:
         if any(s.strip().replace(" ", "") in ('rel="next"', "rel=next") for s in section[1:]):
             return url
     return None
+
+
+def _read_body(raw: requests.Response) -> None:
+    """Read the whole answer in one call and hand the connection back to the pool.
+
+    requests without ``stream`` reads a body through ``iter_content`` in 10 KB pieces: for a
+    300 KB GitHub page that cost 1 ms more CPU than one read (about 1.3 s of a 200k full sync,
+    bench/RESULTS.md). The body lands where requests keeps it, so ``.content``, ``.text`` and
+    ``.json()`` behave as before. urllib3's failures are raised as requests exceptions, so the
+    retry rules above stay the same (a read timeout is a timeout, not "cannot connect")."""
+    import requests
+    import urllib3.exceptions as u3
+
+    try:
+        body = raw.raw.read(decode_content=True) if raw.raw is not None else b""
+    except u3.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from None
+    except u3.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except (u3.ProtocolError, u3.SSLError, OSError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    finally:
+        raw.close()
+    raw._content = body or b""
+    raw._content_consumed = True  # type: ignore[attr-defined]  # requests sets it after reading too
 
 
 def _headers_as_set(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
