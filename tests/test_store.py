@@ -47,6 +47,20 @@ def rows(store: Store, table: str) -> int:
 # -- items ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("value", "text_"),
+    [
+        (datetime(2026, 11, 23, 12, 0, 5, 7, tzinfo=UTC), "2026-11-23T12:00:05.000007Z"),
+        (datetime(2026, 11, 23, 7, 0, tzinfo=timezone(timedelta(hours=-5))), "2026-11-23T12:00:00.000000Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "2026-01-02T03:04:05.000000Z"),
+        (datetime(999, 1, 2, 3, 4, 5), "0999-01-02T03:04:05.000000Z"),  # naive: taken as UTC
+    ],
+)
+def test_times_are_stored_as_fixed_width_utc_text(value: datetime, text_: str) -> None:
+    assert store_schema.format_utc(value) == text_
+    assert store_schema.parse_utc(text_) == (value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
 def test_upsert_by_stable_id_keeps_one_row(store: Store) -> None:
     store.write_page("jira", [item(1, key="PLAT-1")], {}, None, NOW)
     store.write_page("jira", [item(1, key="MOB-7", container="MOB")], {}, None, NOW + timedelta(hours=1))
