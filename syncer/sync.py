@@ -198,21 +198,28 @@ def run_once(
             return name, outcome, connector
 
         done: list[tuple[str, SourceOutcome, Connector | None]] = []
-        if upfront and len(held) > 1 and store.concurrent_reads():
-            done = _side_by_side(held, sync_one, options.stop)
-        else:
-            for name in held if upfront else names:
-                if options.stop.is_set():
-                    break
-                if not upfront:
-                    if not _take_source(store, name, options, now, skipped):
-                        continue
-                    renewer.add(name)
-                    if run_id == 0:
-                        _rematch_if_rules_changed(config, store, index)
-                        run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run,
-                                                 worker=options.worker)
-                done.append(sync_one(name))
+        # A first sync into an empty store loads every row: indexes only reads use are built
+        # once afterwards (Store.defer_indexes_if_empty). Not with workers sharing the store.
+        deferred = upfront and store.defer_indexes_if_empty()
+        try:
+            if upfront and len(held) > 1 and store.concurrent_reads():
+                done = _side_by_side(held, sync_one, options.stop)
+            else:
+                for name in held if upfront else names:
+                    if options.stop.is_set():
+                        break
+                    if not upfront:
+                        if not _take_source(store, name, options, now, skipped):
+                            continue
+                        renewer.add(name)
+                        if run_id == 0:
+                            _rematch_if_rules_changed(config, store, index)
+                            run_id = store.begin_run(started, full=options.full, dry_run=options.dry_run,
+                                                     worker=options.worker)
+                    done.append(sync_one(name))
+        finally:
+            if deferred:
+                store.build_deferred_indexes()
         for name, outcome, connector in done:
             if name in renewer.lost:
                 skipped.append(name)  # another worker took it over: not ours to report or to count

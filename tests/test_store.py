@@ -52,7 +52,7 @@ def rows(store: Store, table: str) -> int:
     [
         (datetime(2026, 11, 23, 12, 0, 5, 7, tzinfo=UTC), "2026-11-23T12:00:05.000007Z"),
         (datetime(2026, 11, 23, 7, 0, tzinfo=timezone(timedelta(hours=-5))), "2026-11-23T12:00:00.000000Z"),
-        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "2026-01-02T03:04:05.000000Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))), "2026-01-01T21:34:05.000000Z"),
         (datetime(999, 1, 2, 3, 4, 5), "0999-01-02T03:04:05.000000Z"),  # naive: taken as UTC
     ],
 )
@@ -493,6 +493,35 @@ def test_analyze_gives_sqlite_statistics_for_items_and_a_by_id_read_its_key(tmp_
             )
     assert {"items", "matches"} <= analyzed
     assert "ix_items_source_retired" not in plan, plan
+
+
+def _item_indexes(s: Store) -> set[str]:
+    with s._read("list indexes") as conn:
+        return {str(ix["name"]) for ix in inspect(conn).get_indexes("items")}
+
+
+def test_a_first_load_defers_the_read_only_index_and_builds_it_after(store_url: str) -> None:
+    with Store.open(store_url) as s:
+        assert s.defer_indexes_if_empty()
+        assert "ix_items_updated" not in _item_indexes(s)
+        s.write_page("jira", [item(n, updated_at=NOW - timedelta(minutes=100 - n)) for n in range(1, 30)], {},
+                     None, NOW)
+        assert not s.defer_indexes_if_empty(), "a store with items keeps its indexes"
+        s.build_deferred_indexes()
+        assert "ix_items_updated" in _item_indexes(s) and s.get_meta("indexes_deferred") is None
+        s.build_deferred_indexes()  # idempotent
+        assert [i.key for i in s.unaligned(START, END, (), limit=2)] == ["P-29", "P-28"]  # newest first
+
+
+def test_a_process_that_died_before_building_them_leaves_it_to_the_next_open(store_url: str) -> None:
+    with Store.open(store_url) as s:
+        assert s.defer_indexes_if_empty()
+        s.write_page("jira", [item(1)], {}, None, NOW)
+    with Store.open(store_url, dry_run=True) as dry:
+        assert "ix_items_updated" not in _item_indexes(dry), "a dry run builds nothing"
+        assert not dry.defer_indexes_if_empty()
+    with Store.open(store_url) as s:
+        assert "ix_items_updated" in _item_indexes(s) and s.get_meta("indexes_deferred") is None
 
 
 def test_migrations_apply_in_order_once(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,6 +107,28 @@ def test_a_pass_computes_every_key_result_from_both_trackers(store: Store) -> No
     assert unaligned == {"JIRA-6", "GITHUB-5"}
 
 
+def test_a_first_sync_builds_the_deferred_index_even_when_a_source_fails(store: Store) -> None:
+    from sqlalchemy import inspect
+
+    trackers = Trackers()
+    seen: list[bool] = []
+    real = trackers.github.fetch
+
+    def watching(*args: Any, **kwargs: Any) -> Iterator[Page]:
+        with store._read("list indexes") as conn:
+            seen.append(any(ix["name"] == "ix_items_updated" for ix in inspect(conn).get_indexes("items")))
+        yield from real(*args, **kwargs)
+
+    trackers.github.fetch = watching  # type: ignore[method-assign]
+    trackers.jira.fail = TransientError("jira", "HTTP 502 from jira.example.test; gave up after 5 attempts")
+    result = sync(config(), store, trackers, full=True)
+    assert result.exit_code == 1 and seen == [False], "the index was left out while the sources wrote"
+    with store._read("list indexes") as conn:
+        assert "ix_items_updated" in {ix["name"] for ix in inspect(conn).get_indexes("items")}
+    assert store.get_meta("indexes_deferred") is None
+    assert {i.key for i in store.unaligned(CYCLE.starts_at, CYCLE.ends_at, ("chore",))} == {"GITHUB-5"}
+
+
 def test_a_failing_source_keeps_its_numbers_stale_and_the_other_source_syncs(store: Store) -> None:
     trackers = Trackers()
     sync(config(), store, trackers, full=True)
