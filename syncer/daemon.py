@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -236,6 +237,9 @@ class Daemon:
         finally:
             self.passes += 1
             self.metrics.pass_seconds.set(time.monotonic() - started)
+            # okrsync raises the collector's thresholds (cli.tune_gc): a pass's cyclic garbage
+            # (an exception's traceback holding an answer, say) is freed here, not passes later.
+            gc.collect()
 
     def _pass(self) -> None:
         from syncer.assemble import assemble_report

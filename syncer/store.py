@@ -261,8 +261,6 @@ class Store:
             store._serial = threading.RLock()
         try:
             store._migrate()
-            if not dry_run and store.get_meta(_DEFERRED) is not None:
-                store.build_deferred_indexes()  # a first sync that stopped before it rebuilt them
         except StoreError as exc:
             store.close()
             raise StoreError(f"cannot open store {redacted}: {exc}") from None
@@ -429,15 +427,21 @@ class Store:
         self._written = 0
 
     def defer_indexes_if_empty(self) -> bool:
-        """Before a first sync into an empty store: drop the indexes no write reads
+        """Before a first sync into an empty SQLite store: drop the indexes no write reads
         (``_DEFERRABLE``), to be built once over the loaded rows by ``build_deferred_indexes``.
 
         ``ix_items_updated`` is random in fetch order: kept up row by row it was ~1.2 s of a
-        200k first sync's CPU, built afterwards 0.2 s. A meta mark, written with the drop, makes
-        the next ``Store.open`` build them if this process dies first. Not in a dry run."""
-        if self._dry_run:
+        200k first sync's CPU, built afterwards 0.2 s. The meta mark written with the drop
+        lets the next pass build them if this process dies first (``deferred_indexes_left``);
+        reads stay correct meanwhile, only the newest-first unaligned list is slower. Not on
+        PostgreSQL (workers share it, and a role that may write rows may not own the table)
+        and not in a dry run."""
+        if self._dry_run or self.dialect != "sqlite":
             return False
-        with self._write("defer indexes") as conn:
+        with self._read("look for items") as conn:  # every pass asks: no write lock for that
+            if conn.scalar(select(items_t.c.id).limit(1)) is not None:
+                return False
+        with self._write("defer indexes") as conn:  # BEGIN IMMEDIATE: one writer decides
             if conn.scalar(select(items_t.c.id).limit(1)) is not None:
                 return False
             _upsert(conn, meta, [{"key": _DEFERRED, "value": ",".join(_DEFERRABLE)}], ["key"])
@@ -445,13 +449,19 @@ class Store:
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
         return True
 
+    def deferred_indexes_left(self) -> bool:
+        """A first sync dropped indexes and did not build them again (it died)."""
+        return not self._dry_run and self.get_meta(_DEFERRED) is not None
+
     def build_deferred_indexes(self) -> None:
-        """Build what ``defer_indexes_if_empty`` dropped (idempotent), then clear its mark."""
+        """Build what ``defer_indexes_if_empty`` dropped (idempotent), clear its mark, and give
+        the planner statistics over the loaded rows (the load's ANALYZEs ran without them)."""
         with self._write("build deferred indexes") as conn:
             for index in items_t.indexes:
                 if index.name in _DEFERRABLE:
                     index.create(conn, checkfirst=True)
             conn.execute(delete(meta).where(meta.c.key == _DEFERRED))
+            _analyze(conn)
 
     def get_cursor(self, source: str) -> dict[str, Any] | None:
         with self._read("read cursor") as conn:
@@ -1782,14 +1792,16 @@ def _analyze(conn: Connection) -> None:
 
 
 def _analyze_sqlite(conn: Connection) -> None:
-    """Statistics for every table (86 ms at 200k items; runs after 10k, 20k, 40k ... writes).
+    """Statistics for the tables a pass queries by item (86 ms at 200k items; after 10k, 20k,
+    40k ... written items). Not the history tables: their size grows with the days kept.
 
     ``PRAGMA optimize`` alone never analyzed ``items``: it only looks at tables this connection's
     queries flagged. Without statistics SQLite took ``source = ? AND retired_at IS NULL`` for a
     selective index and read 100k items to find 500 by id (47 ms instead of 3 per lookup). A
     sampled ANALYZE (``analysis_limit``) caps its estimates near the sample size and left that
     plan in place; the exact one also made the pass's aggregates 15-25% faster."""
-    conn.exec_driver_sql("ANALYZE")
+    for table in ("items", "matches", "members"):
+        conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def _quick_check(conn: Connection) -> bool:

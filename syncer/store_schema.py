@@ -303,7 +303,8 @@ def _v4(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
     if conn.dialect.name == "sqlite":
         # Stores before this version never had statistics for ``items`` (see ``Store.analyze``).
-        conn.exec_driver_sql("ANALYZE")
+        for table in ("items", "matches", "members"):
+            conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]

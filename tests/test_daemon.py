@@ -384,6 +384,25 @@ def test_health_allows_for_the_jitter_between_passes(tmp_path: Path) -> None:
     assert reason == "memory: last good pass 121s ago"
 
 
+def test_each_pass_ends_with_a_full_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # okrsync collects cyclic garbage rarely during a pass (cli.tune_gc); a daemon frees it
+    # after each pass so it cannot pile up over days.
+    import gc
+    from datetime import timedelta
+
+    from syncer.config import load
+    from syncer.daemon import Daemon
+
+    env = write_memory_config(tmp_path)
+    daemon = Daemon(env.config, interval=timedelta(seconds=10), listen=None)
+    daemon.config = load(env.config)
+    daemon.published.sources = tuple(daemon.config.sources)
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or 0)
+    daemon._job()
+    assert daemon.passes == 1 and collected == [1]
+
+
 def test_an_ipv6_listen_address_gets_an_ipv6_socket(tmp_path) -> None:
     import socket as _socket
 

@@ -129,6 +129,17 @@ def test_a_first_sync_builds_the_deferred_index_even_when_a_source_fails(store: 
     assert {i.key for i in store.unaligned(CYCLE.starts_at, CYCLE.ends_at, ("chore",))} == {"GITHUB-5"}
 
 
+def test_the_next_pass_builds_indexes_a_dead_first_sync_left_out(store: Store) -> None:
+    from sqlalchemy import inspect
+
+    assert store.defer_indexes_if_empty()
+    store.write_page("jira", [item("jira", 1)], {}, None, NOW)  # ... and then the process died
+    result = sync(config(), store, Trackers())
+    assert result.exit_code == 0 and not store.deferred_indexes_left()
+    with store._read("list indexes") as conn:
+        assert "ix_items_updated" in {ix["name"] for ix in inspect(conn).get_indexes("items")}
+
+
 def test_a_failing_source_keeps_its_numbers_stale_and_the_other_source_syncs(store: Store) -> None:
     trackers = Trackers()
     sync(config(), store, trackers, full=True)
