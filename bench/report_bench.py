@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.bytecode import compile_okrsync  # noqa: E402
 from bench.sandbox_server import _GitHubBench, _JiraBench  # noqa: E402
 from bench.scenario import ENV, JQL_RULES, REPOS, config_text, split  # noqa: E402
 from syncer.config import load  # noqa: E402
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="build the store here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="time the store already in --dir")
     args = parser.parse_args(argv)
+    compile_okrsync()  # what pip install does; see bench/bytecode.py
     folder = args.dir or Path(tempfile.mkdtemp(prefix="okrsync-report-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "okrs.yaml"

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # ``python bench/run.py`` as well as ``python -m bench.run``
     sys.path.insert(0, str(ROOT))
 
+from bench.bytecode import compile_okrsync  # noqa: E402
 from bench.scenario import ENV, JQL_RULES, config_text  # noqa: E402
 from connectors.jira import JiraSource  # noqa: E402
 from syncer.config import Config, load  # noqa: E402
@@ -418,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                         help="okrsync sync's output (default: its default, the table)")
     args = parser.parse_args(argv)
+    compile_okrsync()  # what pip install does; see bench/bytecode.py
     started = time.monotonic()
     result = run_bench(args.size, naive=not args.no_naive, fraction=args.fraction, step_timeout=args.step_timeout,
                        workdir=args.dir, profile=args.profile, fmt=args.format, profiler=args.profiler)
