@@ -573,3 +573,18 @@ def test_an_okrsync_process_collects_cyclic_garbage_less_often() -> None:
         assert GC_THRESHOLD[0] >= 10_000
     finally:
         gc.set_threshold(*before)
+
+
+def test_start_up_imports_neither_postgresql_nor_the_http_stack() -> None:
+    # Every command pays its imports (0.3-0.5 s); these load when a PostgreSQL store or a
+    # request needs them. A fresh interpreter: this test process has imported everything.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import syncer.cli, syncer.store, syncer.config;"
+        "print(sorted(m for m in ('sqlalchemy.dialects.postgresql', 'requests', 'urllib3', 'tenacity')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
