@@ -367,3 +367,54 @@ def test_a_body_that_stalls_past_the_read_timeout_is_a_timeout() -> None:
         assert client.request_count == 2 and len(clock.sleeps) == 1
     finally:
         server.close()
+
+
+def test_answers_read_in_one_call_hand_the_connection_back_for_the_next_request() -> None:
+    # stream=True plus one read: the pooled keep-alive connection must still be reused
+    # (200, 304 and HEAD alike), or every request would pay a new TCP connection.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
+            if self.path.endswith("/same"):
+                self.send_response(304)
+                self.end_headers()
+                return
+            body = b'{"n": [' + b",".join(b"%d" % n for n in range(20000)) + b"]}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        client = _raw_client(f"http://127.0.0.1:{server.server_address[1]}", FakeClock())
+        for _ in range(3):
+            assert len(client.get_json("big")["n"]) == 20000
+            assert client.request("GET", "same").not_modified
+            assert client.request("HEAD", "head").status == 200
+        assert client.request_count == 9 and len(connections) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
