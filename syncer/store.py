@@ -1516,7 +1516,10 @@ def _unmatched() -> list[ColumnElement[bool]]:
         )
         .where(parent.c.source == i.c.source, parent.c.id == i.c.parent_id)
     )
-    return [~own.exists(), ~via_parent.exists(), ~via_grand.exists()]
+    # Most items have no parent (every GitHub issue): the guard skips both lookups for them
+    # (the unaligned summary at 200k: median 599 -> 492 ms of 10 on SQLite). Same truth value: a NULL
+    # parent_id lets neither subquery find a row.
+    return [~own.exists(), or_(i.c.parent_id.is_(None), and_(~via_parent.exists(), ~via_grand.exists()))]
 
 
 def _utcnow() -> datetime:
