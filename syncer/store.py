@@ -68,6 +68,7 @@ from syncer.model import (
     WorkItem,
 )
 from syncer.store_schema import (
+    analyze_sqlite,
     backfill,
     checkins,
     cursors,
@@ -1791,20 +1792,7 @@ def _analyze(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("ANALYZE items, matches, members"))
     else:
-        _analyze_sqlite(conn)
-
-
-def _analyze_sqlite(conn: Connection) -> None:
-    """Statistics for the tables a pass queries by item (86 ms at 200k items; after 10k, 20k,
-    40k ... written items). Not the history tables: their size grows with the days kept.
-
-    ``PRAGMA optimize`` alone never analyzed ``items``: it only looks at tables this connection's
-    queries flagged. Without statistics SQLite took ``source = ? AND retired_at IS NULL`` for a
-    selective index and read 100k items to find 500 by id (47 ms instead of 3 per lookup). A
-    sampled ANALYZE (``analysis_limit``) caps its estimates near the sample size and left that
-    plan in place; the exact one also made the pass's aggregates 15-25% faster."""
-    for table in ("items", "matches", "members"):
-        conn.exec_driver_sql(f"ANALYZE {table}")
+        analyze_sqlite(conn)
 
 
 def _quick_check(conn: Connection) -> bool:

@@ -40,6 +40,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Json",
     "UtcDateTime",
+    "analyze_sqlite",
     "format_utc",
     "metadata",
     "parse_utc",
@@ -296,14 +297,25 @@ def _v3(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def analyze_sqlite(conn: Connection) -> None:
+    """Statistics for the tables a pass queries by item (86 ms at 200k items; after 10k, 20k,
+    40k ... written items). Not the history tables: their size grows with the days kept.
+
+    ``PRAGMA optimize`` alone never analyzed ``items``: it only looks at tables this connection's
+    queries flagged. Without statistics SQLite took ``source = ? AND retired_at IS NULL`` for a
+    selective index and read 100k items to find 500 by id (47 ms instead of 3 per lookup). A
+    sampled ANALYZE (``analysis_limit``) caps its estimates near the sample size and left that
+    plan in place; the exact one also made the pass's aggregates 15-25% faster."""
+    for table in ("items", "matches", "members"):
+        conn.exec_driver_sql(f"ANALYZE {table}")
+
+
 def _v4(conn: Connection) -> None:
     """Version 4: ``ix_items_parent`` gives way to the partial ``ix_items_unlinked``."""
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_items_parent")
     conn.exec_driver_sql(UNLINKED_INDEX)
     if conn.dialect.name == "sqlite":
-        # Stores before this version never had statistics for ``items`` (see ``Store.analyze``).
-        for table in ("items", "matches", "members"):
-            conn.exec_driver_sql(f"ANALYZE {table}")
+        analyze_sqlite(conn)  # stores before this version never had statistics for ``items``
 
 
 MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]

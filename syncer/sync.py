@@ -201,7 +201,7 @@ def run_once(
         # A first sync into an empty store loads every row: indexes only reads use are built
         # once afterwards (Store.defer_indexes_if_empty). Not with workers sharing the store.
         deferred = upfront and store.defer_indexes_if_empty()
-        if upfront and not deferred and store.deferred_indexes_left():
+        if not deferred and store.deferred_indexes_left():
             store.build_deferred_indexes()  # the first sync died before it built them
         try:
             if upfront and len(held) > 1 and store.concurrent_reads():
