@@ -202,6 +202,20 @@ def _floor_of(predicate: Predicate) -> int | None:
     return floor if isinstance(floor, int) else None
 
 
+def _only(predicate: Predicate, ids: frozenset[int] | None) -> Predicate:
+    """Remember on ``predicate`` the only issue ids it can select (``id in (…)``, ``key = X``):
+    Jira looks those up; the sandbox tested all 100k issues for each of okrsync's "which of these
+    1 000 changed issues does this JQL rule select" queries."""
+    if ids is not None:
+        setattr(predicate, "only_ids", ids)  # noqa: B010
+    return predicate
+
+
+def _only_of(predicate: Predicate) -> frozenset[int] | None:
+    ids = getattr(predicate, "only_ids", None)
+    return ids if isinstance(ids, frozenset) else None
+
+
 @dataclass
 class Query:
     predicate: Predicate
@@ -279,8 +293,10 @@ class _Parser:
             return parts[0]
         floors = [_floor_of(p) for p in parts]
         either = [f for f in floors if f is not None]
-        return _floored(lambda issue: any(p(issue) for p in parts),
-                        min(either) if len(either) == len(floors) else None)
+        sets = [_only_of(p) for p in parts]
+        union = frozenset().union(*(x for x in sets if x is not None)) if all(x is not None for x in sets) else None
+        return _only(_floored(lambda issue: any(p(issue) for p in parts),
+                              min(either) if len(either) == len(floors) else None), union)
 
     def and_expr(self) -> Predicate:
         parts = [self.not_expr()]
@@ -290,7 +306,9 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         floors = [f for f in (_floor_of(p) for p in parts) if f is not None]
-        return _floored(lambda issue: all(p(issue) for p in parts), max(floors) if floors else None)
+        sets = [x for x in (_only_of(p) for p in parts) if x is not None]
+        both = frozenset.intersection(*sets) if sets else None
+        return _only(_floored(lambda issue: all(p(issue) for p in parts), max(floors) if floors else None), both)
 
     def not_expr(self) -> Predicate:
         if self.word_is("not"):
@@ -789,7 +807,8 @@ class JiraApp:
         if name in ("key", "parent", "epic"):
             wanted.discard(None)
         if op in ("=", "in"):
-            return lambda issue: any(v in wanted for v in self._norm_all(name, getter(issue)))
+            hit = lambda issue: any(v in wanted for v in self._norm_all(name, getter(issue)))  # noqa: E731
+            return _only(hit, frozenset(wanted) if name == "key" else None)
         return lambda issue: not any(v in wanted for v in self._norm_all(name, getter(issue)))
 
     def _norm_all(self, name: str, values: list[Any]) -> list[Any]:
@@ -845,8 +864,16 @@ class JiraApp:
             if cached is not None and cached[0] == self.version and not self.shadows:
                 return cached[1]
             query = _Parser(jql, self).parse()
-            floor = _floor_of(query.predicate)
-            pool = self._updated_since(floor) if floor is not None and not self.shadows else self._visible()
+            floor, only = _floor_of(query.predicate), _only_of(query.predicate)
+            pool: Iterable[Issue] = self._visible()
+            if self.shadows:
+                pass  # lagging changes: search sees earlier versions, so every issue is tested
+            elif only is not None:
+                found = (self.issues.get(i) for i in only)
+                pool = [i for i in found
+                        if i is not None and i.id not in self.deleted and i.project not in self.revoked]
+            elif floor is not None:
+                pool = self._updated_since(floor)
             hits = [i for i in pool if query.predicate(i)]
             keys: list[tuple[str, bool]] = query.order or [("id", True)]
             for name, ascending in reversed(keys):

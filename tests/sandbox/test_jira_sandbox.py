@@ -330,11 +330,14 @@ def test_updated_ranges_come_from_an_index_and_select_what_a_full_scan_does(
     app = JiraApp(now=NOW)
     stamps = sorted(int(i.updated.timestamp() * 1000) for i in app.issues.values())
     mid, late = stamps[len(stamps) // 2], stamps[-5]
+    ids = ", ".join(str(i) for i in sorted(app.issues)[::3])
     queries = [
         f"updated >= {mid}", f"updated > {mid} ORDER BY updated DESC", f"updated = {late}",
         f"project = PLAT AND updated >= {mid} ORDER BY updated", f"(updated >= {late} OR updated >= {mid})",
         f"updated >= {late} OR project = MOB", f"NOT updated >= {mid}",
         f"project in (PLAT, MOB) AND NOT updated < {mid}",
+        f"project = PLAT AND id in ({ids})", f"key = PLAT-7 OR id in ({ids})", f"id in ({ids}) OR project = MOB",
+        f"NOT id in ({ids})", f"labels = perf AND updated >= {mid} AND id in ({ids})",
     ]
 
     def answers() -> list[list[int]]:
@@ -344,6 +347,7 @@ def test_updated_ranges_come_from_an_index_and_select_what_a_full_scan_does(
     def full_scan() -> list[list[int]]:
         with monkeypatch.context() as m:
             m.setattr(sandbox_jira, "_floor_of", lambda predicate: None)
+            m.setattr(sandbox_jira, "_only_of", lambda predicate: None)
             return answers()
 
     assert answers() == full_scan() and all(answers()[:4])
@@ -353,6 +357,13 @@ def test_updated_ranges_come_from_an_index_and_select_what_a_full_scan_does(
     assert floor(f"project = PLAT AND updated >= {mid}") == mid and floor(f"updated > {mid}") == mid + 1
     assert floor(f"(updated >= {late} OR updated >= {mid})") == mid
     assert floor(f"updated >= {late} OR project = MOB") is None and floor(f"NOT updated >= {mid}") is None
+
+    def only(jql: str) -> frozenset[int] | None:
+        return sandbox_jira._only_of(sandbox_jira._Parser(jql, app).parse().predicate)
+
+    plat7 = app.find("PLAT-7")
+    assert plat7 is not None and only("project = PLAT AND key = PLAT-7") == {plat7.id}
+    assert only(f"id in ({ids}) OR project = MOB") is None and only(f"NOT id in ({ids})") is None
     app.control("update", {"key": "PLAT-7", "status": "Done"})  # moves to the top of the index
     target = app.find("PLAT-7")
     assert target is not None and target.id in app.search_ids(f"updated >= {late}")
