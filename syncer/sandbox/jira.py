@@ -186,29 +186,22 @@ _SORTABLE = {"updated", "created", "key", "id", "resolved", "issuekey", "rank"}
 Predicate = Callable[[Issue], bool]
 
 
-def _floored(predicate: Predicate, floor: int | None) -> Predicate:
-    """Remember on ``predicate`` the smallest ``updated`` (epoch ms) any issue it selects has.
-
-    Jira answers ``updated >= X`` from its index; the sandbox used to test every issue
-    (1-2.4 s per new query at 100k issues, which the bench counted as okrsync's wall time).
-    ``JiraApp.search_ids`` starts from the issues updated since the floor instead."""
+def _narrowed(predicate: Predicate, *, floor: int | None = None, ids: frozenset[int] | None = None) -> Predicate:
+    """Remember on ``predicate`` what an index can tell about it, as Jira's does: the smallest
+    ``updated`` (epoch ms) of any issue it selects, and the only ids it can select (``id in
+    (…)``, ``key = X``). ``JiraApp.search_ids`` starts from those issues instead of testing all
+    of them: at 100k issues each new query took 1-2.4 s, which the bench counted as okrsync's
+    wall time (``updated >=`` the cursor, then each JQL rule ``AND id in (…changed ids…)``)."""
     if floor is not None:
         setattr(predicate, "updated_floor", floor)  # noqa: B010 - a function attribute, mypy-safe
+    if ids is not None:
+        setattr(predicate, "only_ids", ids)  # noqa: B010
     return predicate
 
 
 def _floor_of(predicate: Predicate) -> int | None:
     floor = getattr(predicate, "updated_floor", None)
     return floor if isinstance(floor, int) else None
-
-
-def _only(predicate: Predicate, ids: frozenset[int] | None) -> Predicate:
-    """Remember on ``predicate`` the only issue ids it can select (``id in (…)``, ``key = X``):
-    Jira looks those up; the sandbox tested all 100k issues for each of okrsync's "which of these
-    1 000 changed issues does this JQL rule select" queries."""
-    if ids is not None:
-        setattr(predicate, "only_ids", ids)  # noqa: B010
-    return predicate
 
 
 def _only_of(predicate: Predicate) -> frozenset[int] | None:
@@ -295,8 +288,8 @@ class _Parser:
         either = [f for f in floors if f is not None]
         sets = [_only_of(p) for p in parts]
         union = frozenset().union(*(x for x in sets if x is not None)) if all(x is not None for x in sets) else None
-        return _only(_floored(lambda issue: any(p(issue) for p in parts),
-                              min(either) if len(either) == len(floors) else None), union)
+        return _narrowed(lambda issue: any(p(issue) for p in parts),
+                         floor=min(either) if len(either) == len(floors) else None, ids=union)
 
     def and_expr(self) -> Predicate:
         parts = [self.not_expr()]
@@ -308,7 +301,7 @@ class _Parser:
         floors = [f for f in (_floor_of(p) for p in parts) if f is not None]
         sets = [x for x in (_only_of(p) for p in parts) if x is not None]
         both = frozenset.intersection(*sets) if sets else None
-        return _only(_floored(lambda issue: all(p(issue) for p in parts), max(floors) if floors else None), both)
+        return _narrowed(lambda issue: all(p(issue) for p in parts), floor=max(floors) if floors else None, ids=both)
 
     def not_expr(self) -> Predicate:
         if self.word_is("not"):
@@ -796,7 +789,7 @@ class JiraApp:
                 )
             fn, bound = compare[op], stamps[0]
             floor = {">=": bound, ">": bound + 1, "=": bound}.get(op) if name == "updated" else None
-            return _floored(lambda issue: any(fn(v, bound) for v in getter(issue)), floor)
+            return _narrowed(lambda issue: any(fn(v, bound) for v in getter(issue)), floor=floor)
         if op in (">", "<", ">=", "<=", "~", "!~"):
             if name == "summary" and op in ("~", "!~"):
                 needle = values[0].casefold()
@@ -808,7 +801,7 @@ class JiraApp:
             wanted.discard(None)
         if op in ("=", "in"):
             hit = lambda issue: any(v in wanted for v in self._norm_all(name, getter(issue)))  # noqa: E731
-            return _only(hit, frozenset(wanted) if name == "key" else None)
+            return _narrowed(hit, ids=frozenset(wanted) if name == "key" else None)
         return lambda issue: not any(v in wanted for v in self._norm_all(name, getter(issue)))
 
     def _norm_all(self, name: str, values: list[Any]) -> list[Any]:
