@@ -33,3 +33,22 @@ def test_a_500_issue_bench_is_at_the_request_floor_and_agrees_with_the_naive_scr
     assert result.agree == {"full": [], "incremental": []}, rendered
     assert result.naive_requests["full"] > rows["full", "jira"].requests + rows["full", "github"].requests
     assert result.passed and "RESULT: PASS" in rendered
+
+
+def test_the_cpu_breakdown_runs_every_stage_of_a_full_sync_and_stores_every_issue(tmp_path: Path) -> None:
+    from bench.breakdown import STAGES, run
+    from bench.breakdown import table as breakdown_table
+    from syncer.store import Store
+
+    book = run(500, False, lambda _text: None, tmp_path)
+    rendered = breakdown_table(book)
+    assert book.issues == 500, rendered
+    # The same requests as the bench's full sync: 100 GitHub pages and the Jira floor's few.
+    assert 100 < book.requests < 110, rendered
+    assert set(book.cpu) == set(STAGES) and all(seconds > 0 for seconds in book.cpu.values()), rendered
+    store = Store.open(f"sqlite:///{tmp_path / 'stages.db'}")
+    try:
+        assert len(store.live_ids("jira")) == len(store.live_ids("github")) == 250
+        assert not store.deferred_indexes_left()
+    finally:
+        store.close()
