@@ -16,6 +16,9 @@ the sandbox runs in other processes):
 - **store**: ``Store.write_page`` in the batches a sync writes (rows, upserts, matches), the last
   page's member sets and parent links, then the deferred index build (a first sync into an
   empty SQLite store, as ``okrsync sync --full`` into a fresh store does).
+- **SQLite floor**: the rows the store stage wrote, written again into an empty database of the
+  same schema through bare ``sqlite3`` (the same transactions of 5 000 items, alternating
+  sources, the same statements, no Python between rows): what SQLite itself costs for them.
 - **start-up**: ``okrsync --version`` as a subprocess (interpreter, imports, config classes).
 
 With ``--whole`` it also runs ``okrsync sync --full`` into a fresh store, as ``bench/run.py``
@@ -61,7 +64,9 @@ from syncer.model import WorkItem  # noqa: E402
 from syncer.store import Store  # noqa: E402
 from syncer.sync import _WRITE_BATCH, _plugin_factory  # noqa: E402
 
-STAGES = ("transport floor", "HTTP layer", "mapping", "matching", "store", "start-up")
+STAGES = ("transport floor", "HTTP layer", "mapping", "SQLite floor", "matching", "store", "start-up")
+FLOORS = ("transport floor", "SQLite floor")
+"""Stages that redo part of the pass's work by the barest means: references, not part of the sum."""
 
 
 @dataclass
@@ -194,6 +199,51 @@ def transport_floor(recorded: list[Recorded], book: Breakdown) -> None:
             conn.close()
 
 
+def sqlite_floor(stored: Path, book: Breakdown) -> None:
+    """Write ``stored``'s items and matches again into a fresh database with bare ``sqlite3``."""
+    import sqlite3
+
+    from syncer.store import _DEFERRABLE, _DELETE_MATCHES, _INSERT_MATCHES, _UPSERT_ITEMS
+
+    source_db = sqlite3.connect(stored)
+    try:
+        schema = [sql for (sql,) in source_db.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('items', 'matches') AND sql IS NOT NULL")]
+        rows = source_db.execute("SELECT * FROM items ORDER BY rowid").fetchall()
+        matched: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for row in source_db.execute("SELECT source, item_id, kr_id, rule_index FROM matches"):
+            matched.setdefault((row[0], row[1]), []).append(row)
+    finally:
+        source_db.close()
+    by_source: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_source.setdefault(row[0], []).append(row)
+    batches: list[list[tuple[Any, ...]]] = []  # the sources' batches interleaved, as their two threads write them
+    for start in range(0, max(map(len, by_source.values()), default=0), _WRITE_BATCH):
+        batches.extend(part[start : start + _WRITE_BATCH] for part in by_source.values() if part[start:])
+    target = stored.with_name("sqlite-floor.db")
+    db = sqlite3.connect(target, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        deferred = [sql for sql in schema if any(name in sql for name in _DEFERRABLE)]
+        for sql in schema:
+            if sql not in deferred:
+                db.execute(sql)
+        with _timed(book, "SQLite floor"):
+            for batch in batches:
+                db.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(batch), 500):
+                    db.executemany(_UPSERT_ITEMS, batch[start : start + 500])
+                db.executemany(_DELETE_MATCHES, sorted(r[:2] for r in batch))
+                db.executemany(_INSERT_MATCHES, [m for r in batch for m in matched.get((r[0], r[1]), ())])
+                db.execute("COMMIT")
+            for sql in deferred:
+                db.execute(sql)
+    finally:
+        db.close()
+
+
 def startup_cpu(env: dict[str, str], repeat: int = 3) -> float:
     """The least CPU of ``okrsync --version`` over a few runs (the process start every command pays)."""
     best = float("inf")
@@ -232,6 +282,8 @@ def run(size: int, whole: bool, say: Callable[[str], None], folder: Path | None 
             sync_stages(config, book, recorded)
         say(f"breakdown: {len(recorded)} requests again through http.client + orjson")
         transport_floor(recorded, book)
+        say("breakdown: the stored rows again through bare sqlite3")
+        sqlite_floor(folder / "stages.db", book)
         book.charge("start-up", startup_cpu(env))
     finally:
         sandbox.close()
@@ -242,13 +294,13 @@ def table(book: Breakdown) -> str:
     n = max(1, book.issues)
     lines = [
         f"full sync of {book.issues} issues, {book.requests} requests, stages timed one after the other",
-        f"{'stage':<22} {'CPU s':>8} {'us/issue':>9}",
+        f"{'stage':<22} {'CPU s':>8} {'us/issue':>9}   (floors: the barest way to do a stage's I/O part)",
     ]
     for stage in STAGES:
         seconds = book.cpu.get(stage, 0.0)
         lines.append(f"{stage:<22} {seconds:>8.2f} {1e6 * seconds / n:>9.1f}")
-    counted = sum(book.cpu.get(s, 0.0) for s in STAGES if s != "transport floor")
-    lines.append(f"{'sum (floor excluded)':<22} {counted:>8.2f} {1e6 * counted / n:>9.1f}")
+    counted = sum(book.cpu.get(s, 0.0) for s in STAGES if s not in FLOORS)
+    lines.append(f"{'sum (floors excluded)':<22} {counted:>8.2f} {1e6 * counted / n:>9.1f}")
     if book.whole_cpu is not None:
         rest = book.whole_cpu - counted
         lines.append(f"{'okrsync sync --full':<22} {book.whole_cpu:>8.2f} {1e6 * book.whole_cpu / n:>9.1f}"
