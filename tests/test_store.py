@@ -1071,3 +1071,37 @@ def test_item_maps_carried_forward_equal_a_full_read(store: Store, store_url: st
         other.close()
     maps, full = _pass(store, 23, kr_ids, lambda: None)
     assert full == 1 and maps == _truth(store, kr_ids) and maps["c"]["9"] == "t"
+
+
+def _reference_json_list(values: tuple[str, ...]) -> str:
+    import json
+
+    return json.dumps(list(values))
+
+
+def _reference_labels_blob(labels: tuple[str, ...]) -> str:
+    return "\x1f" + "".join(label.lower().replace("\x1f", " ") + "\x1f" for label in labels)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [(), ("",), ("a", ""), ("Bug", "customer"), ('say "hi"',), ("back\\slash",), ("tab\there",),
+     ("fence\x1fin",), ("DEL\x7f",), ("Größe",), ("ΑΣ", "Σ"), ("İstanbul",), ("😀",), ("x" * 300,)],
+)
+def test_stored_label_columns_are_what_the_json_encoder_and_per_label_lowering_give(labels: tuple[str, ...]) -> None:
+    # The fast paths must store the very bytes the reference forms stored before them.
+    assert store_module._json_list(labels) == (_reference_json_list(labels) if labels else "[]")
+    assert store_module._labels_blob(labels) == _reference_labels_blob(labels)
+
+
+def test_stored_label_columns_match_the_reference_for_any_text() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.text(max_size=12), max_size=5).map(tuple))
+    def check(labels: tuple[str, ...]) -> None:
+        assert store_module._json_list(labels) == (_reference_json_list(labels) if labels else "[]")
+        assert store_module._labels_blob(labels) == _reference_labels_blob(labels)
+
+    check()
