@@ -7,6 +7,7 @@ progress core); the connector that talks to GitHub follows.
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -519,8 +520,12 @@ def _labels(value: Any, unknown: list[str]) -> tuple[str, ...]:
 
 def _container(repository_url: Any) -> str | None:
     """``owner/repo`` (lower-case) from ``repository_url``: the repo the issue is in *now*."""
-    if not isinstance(repository_url, str):
-        return None
+    return _repo_of(repository_url) if isinstance(repository_url, str) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _repo_of(repository_url: str) -> str | None:
+    """Every issue of a page names the same repository URL: parsed once, not 100k times."""
     found = _REPO_URL.search(repository_url)
     return f"{found.group(1)}/{found.group(2)}".lower() if found else None
 
