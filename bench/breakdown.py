@@ -54,7 +54,7 @@ import requests  # noqa: E402
 
 from bench.bytecode import compile_okrsync  # noqa: E402
 from bench.run import TIME, Sandbox, measure  # noqa: E402
-from bench.scenario import ENV, JQL_RULES, config_text  # noqa: E402
+from bench.scenario import ENV, config_text  # noqa: E402
 from connectors.base import ConnectorContext, utc_now  # noqa: E402
 from connectors.http import HttpClient, HttpPolicy  # noqa: E402
 from syncer.cli import tune_gc  # noqa: E402
@@ -262,9 +262,7 @@ def run(size: int, whole: bool, say: Callable[[str], None], folder: Path | None 
     say(f"breakdown: starting the sandbox with {size} issues")
     sandbox = Sandbox(size)
     try:
-        jira_info = sandbox.control(sandbox.jira, "bench_info", {"jql": list(JQL_RULES)})
-        github_info = sandbox.control(sandbox.github, "bench_info")
-        info = {"jira": {**jira_info, "url": sandbox.jira}, "github": {**github_info, "url": sandbox.github}}
+        info = sandbox.scenario_info()
         config_path = folder / "okrs.yaml"
         env = {**os.environ, **ENV, "NO_COLOR": "1"}
         os.environ.update(ENV)

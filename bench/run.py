@@ -161,6 +161,12 @@ class Sandbox:
         self.jira: str = urls["jira"]
         self.github: str = urls["github"]
 
+    def scenario_info(self) -> dict[str, Any]:
+        """What ``bench.scenario.config_text`` needs: each tracker's ``bench_info`` and its URL."""
+        jira_info = self.control(self.jira, "bench_info", {"jql": list(JQL_RULES)})
+        github_info = self.control(self.github, "bench_info")
+        return {"jira": {**jira_info, "url": self.jira}, "github": {**github_info, "url": self.github}}
+
     def control(self, url: str, action: str, body: Any = None) -> Any:
         response = requests.post(f"{url}/_sandbox/{action}", json=body or {}, timeout=600)
         response.raise_for_status()
@@ -248,9 +254,8 @@ def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_tim
     say(f"bench: starting the sandbox with {size} issues")
     sandbox = Sandbox(size)
     try:
-        jira_info = sandbox.control(sandbox.jira, "bench_info", {"jql": list(JQL_RULES)})
-        github_info = sandbox.control(sandbox.github, "bench_info")
-        info = {"jira": {**jira_info, "url": sandbox.jira}, "github": {**github_info, "url": sandbox.github}}
+        info = sandbox.scenario_info()
+        jira_info, github_info = info["jira"], info["github"]
         db = folder / "okrsync.db"
         for stale in folder.glob("okrsync.db*"):
             stale.unlink()
