@@ -21,14 +21,15 @@ import json
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    String,
     Table,
     and_,
     bindparam,
@@ -55,6 +56,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
+
+if TYPE_CHECKING:
+    from syncer.backfill import DayGroup
 
 from syncer.errors import StoreError, VisibilityLostError
 from syncer.model import (
@@ -1305,24 +1309,35 @@ class Store:
             for group in _chunks(rows, _ROWS):
                 conn.execute(backfill.insert(), list(group))
 
-    def kr_item_dates(
-        self, kr_ids: Collection[str]
-    ) -> dict[str, list[tuple[datetime | None, datetime | None, bool, float | None]]]:
-        """Per key result, (created_at, done_at, is_done, points) of its counted items: what a
-        history reconstruction needs, without building a ``WorkItem`` per row."""
+    def kr_item_days(self, kr_ids: Collection[str]) -> dict[str, list[DayGroup]]:
+        """Per key result, its counted items grouped by UTC creation day, UTC done day and
+        whether they are done now, with each group's size and points: what a history
+        reconstruction needs. The database groups (stored times are UTC text, so the day is
+        the first ten characters): at 200k items 25k groups came back instead of 98k rows."""
         i = items_t
+        # Grouped by label: PostgreSQL does not see two copies of an expression with bound
+        # parameters (the substr bounds, the CASE values) as the same expression.
+        created_day = func.substr(i.c.created_at, 1, 10, type_=String).label("created_day")
+        done_day = func.substr(i.c.done_at, 1, 10, type_=String).label("done_day")
+        done_now = case((i.c.state == State.DONE.value, 1), else_=0).label("done_now")
         query = (
-            select(matches.c.kr_id, i.c.created_at, i.c.done_at, i.c.state, i.c.points)
+            select(matches.c.kr_id, created_day, done_day, done_now, func.count(),
+                   func.sum(func.coalesce(i.c.points, 0.0)))
             .select_from(matches.join(i, and_(i.c.source == matches.c.source, i.c.id == matches.c.item_id)))
             .where(
                 matches.c.kr_id.in_(list(kr_ids)), i.c.retired_at.is_(None), not_(i.c.excluded),
                 i.c.kind != ItemKind.SUBTASK.value,
             )
+            .group_by(matches.c.kr_id, created_day, done_day, done_now)
         )
-        found: dict[str, list[tuple[datetime | None, datetime | None, bool, float | None]]] = {}
-        with self._read("read item dates") as conn:
-            for kr_id, created, done_at, state, points in conn.execute(query):
-                found.setdefault(kr_id, []).append((created, done_at, state == State.DONE.value, points))
+        found: dict[str, list[DayGroup]] = {}
+        with self._read("read item days") as conn:
+            for kr_id, created, done_at, is_done, count, points in conn.execute(query):
+                found.setdefault(kr_id, []).append((
+                    date.fromisoformat(created) if created else None,
+                    date.fromisoformat(done_at) if done_at else None,
+                    bool(is_done), int(count), float(points or 0.0),
+                ))
         return found
 
     def backfilled(self) -> set[str]:

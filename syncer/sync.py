@@ -42,7 +42,7 @@ from typing import Any
 import connectors
 from connectors.base import Connector, ConnectorContext, RuleConfig
 from connectors.http import HttpPolicy, redact
-from syncer.backfill import RECONSTRUCTIBLE, reconstruct
+from syncer.backfill import RECONSTRUCTIBLE, reconstruct_days
 from syncer.config import Config, parse_duration
 from syncer.errors import ConfigError, RateLimitedError, SourceError, SyncBusyError
 from syncer.matching import CompiledRule, RuleIndex, build_index, compile_rules, match_item
@@ -581,14 +581,14 @@ def _backfill_first_passes(
         return
     for start in range(0, len(wanted), _BACKFILL_GROUP):
         # A few key results at a time: every counted item's dates at once were ~20 MB at 200k
-        # items, on top of the pass's peak.
+        # items, on top of the pass's peak (grouped by day they are a quarter of that now).
         group = wanted[start : start + _BACKFILL_GROUP]
-        dates = store.kr_item_dates(group)
+        days = store.kr_item_days(group)
         for kr_id in group:
             found = config.key_result(kr_id)
             if found is not None:
-                store.write_backfill(kr_id, reconstruct(found[1], dates.get(kr_id, []), config.cycle, at))
-        del dates
+                store.write_backfill(kr_id, reconstruct_days(found[1], days.get(kr_id, []), config.cycle, at))
+        del days
 
 
 # -- rules, leases, state ---------------------------------------------------------------------

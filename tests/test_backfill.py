@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from connectors.memory import MemoryRule
-from syncer.backfill import reconstruct
+from syncer.backfill import RECONSTRUCTIBLE, reconstruct
 from syncer.config import Cycle, KeyResult
 
 CYCLE = Cycle(name="Q4", start=date(2026, 10, 1), end=date(2026, 12, 31))
@@ -66,3 +67,40 @@ def test_no_point_after_the_cycle_end() -> None:
     points = reconstruct(kr("percent_done"), ITEMS, CYCLE, until=datetime(2027, 3, 1, tzinfo=UTC))
     assert points[-1].at == CYCLE.ends_at
     assert len(points) == (CYCLE.ends_at - START).days
+
+
+def test_grouping_items_by_day_gives_the_same_history_as_the_items_one_by_one() -> None:
+    from collections import Counter
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from syncer.backfill import day_groups, reconstruct_days
+
+    moment = st.one_of(st.none(), st.floats(min_value=-20, max_value=100).map(at))
+    one = st.tuples(moment, moment, st.booleans(), st.one_of(st.none(), st.sampled_from([0.5, 1.0, 3.0])))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(one, max_size=30), st.sampled_from(list(RECONSTRUCTIBLE)), st.floats(min_value=0.5, max_value=95))
+    def check(items: list[tuple[Any, ...]], metric: str, until: float) -> None:
+        target = 10 if metric.startswith(("count", "sum")) else 100
+        one_by_one = reconstruct(kr(metric, target=target), items, CYCLE, until=at(until))
+        groups: Counter[tuple[Any, ...]] = Counter()
+        points: dict[tuple[Any, ...], float] = {}
+        for created, done_day, is_done, count, pts in day_groups(items):
+            groups[created, done_day, is_done] += count
+            points[created, done_day, is_done] = points.get((created, done_day, is_done), 0.0) + pts
+        grouped = [(*key, n, points[key]) for key, n in groups.items()]
+        by_day = reconstruct_days(kr(metric, target=target), grouped, CYCLE, until=at(until))
+        assert [(p.at, p.total, p.done) for p in by_day] == [(p.at, p.total, p.done) for p in one_by_one]
+        # And both as counted from the exact moments the days replaced: an item is in scope (done)
+        # at every day end after its creation (its creation and its done moment).
+        ends = [p.at for p in one_by_one]
+        expected = [(sum(1 for c, *_ in items if c is None or c < end),
+                     sum(1 for c, d, done, _ in items if done and d is not None and max(c or START, d) < end))
+                    for end in ends]
+        assert [(p.total, p.done) for p in one_by_one] == expected
+        assert [p.current for p in by_day] == pytest.approx([p.current for p in one_by_one])
+        assert [p.progress for p in by_day] == pytest.approx([p.progress for p in one_by_one])
+
+    check()

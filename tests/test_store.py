@@ -1105,3 +1105,34 @@ def test_stored_label_columns_match_the_reference_for_any_text() -> None:
         assert store_module._labels_blob(labels) == _reference_labels_blob(labels)
 
     check()
+
+
+def test_item_days_group_counted_items_by_utc_day_and_leave_out_what_is_not_counted(store: Store) -> None:
+    from syncer.backfill import day_groups
+
+    d1 = datetime(2026, 10, 3, 23, 30, tzinfo=UTC)
+    late_evening_east = datetime(2026, 10, 4, 1, 0, tzinfo=timezone(timedelta(hours=3)))  # 10-03 22:00 UTC
+    done = datetime(2026, 10, 9, 8, 0, tzinfo=UTC)
+    written = [
+        item(1, created_at=d1, done_at=done, state=State.DONE, points=3.0),
+        item(2, created_at=late_evening_east, done_at=done + timedelta(hours=3), state=State.DONE, points=2.0),
+        item(3, created_at=d1, done_at=None, state=State.TODO),  # no points: counts as 0
+        item(4, created_at=None, done_at=done, state=State.IN_PROGRESS, points=1.0),  # reopened: not done now
+        item(5, created_at=d1, excluded=True),  # won't do: not counted
+        item(6, created_at=d1, kind=ItemKind.SUBTASK),  # sub-tasks are not counted
+        item(7, created_at=d1),  # retired below
+    ]
+    store.write_page("jira", written, {str(n): {"a": 0} for n in range(1, 8)} | {"1": {"a": 0, "b": 0}}, None, NOW)
+    store.retire_missing("jira", {str(n) for n in range(1, 7)}, NOW, guard=1.0)
+    found = store.kr_item_days(["a", "b", "c"])
+    assert sorted(found["a"], key=str) == sorted([
+        (date(2026, 10, 3), date(2026, 10, 9), True, 2, 5.0),
+        (date(2026, 10, 3), None, False, 1, 0.0),
+        (None, date(2026, 10, 9), False, 1, 1.0),
+    ], key=str)  # fmt: skip
+    assert found["b"] == [(date(2026, 10, 3), date(2026, 10, 9), True, 1, 3.0)]
+    assert "c" not in found
+    # The same groups, summed, as the items one by one (what reconstruct() used to be given).
+    by_item = day_groups([(i.created_at, i.done_at, i.state is State.DONE, i.points) for i in written[:4]])
+    assert sum(g[3] for g in found["a"]) == len(by_item)
+    assert sum(g[4] for g in found["a"]) == sum(g[4] for g in by_item)
