@@ -1048,7 +1048,7 @@ def _or_without_tree(
 
 
 def _replace_scope(item: WorkItem, in_scope: bool) -> WorkItem:
-    return item if item.in_scope == in_scope else replace(item, in_scope=in_scope)
+    return item if item.in_scope == in_scope else item._replace(in_scope=in_scope)
 
 
 def _obj(value: Any) -> dict[str, Any]:

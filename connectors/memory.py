@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -147,11 +146,11 @@ class MemoryConnector:
         self.fetches += 1
         if self.fail:
             raise self.fail
-        items = [replace(i, source=self.name) if i.source != self.name else i for i in self._load()]
+        items = [i._replace(source=self.name) if i.source != self.name else i for i in self._load()]
         by_key = {i.key: i.id for i in items}
         # A parent named only by key gets its id, as the real connectors do: unaligned work and
         # roll-ups follow parents by id.
-        items = [replace(i, parent_id=by_key[i.parent_key]) if i.parent_key in by_key and not i.parent_id else i
+        items = [i._replace(parent_id=by_key[i.parent_key]) if i.parent_key in by_key and not i.parent_id else i
                  for i in items]
         since = _dt(cursor.get("since")) if cursor and not full else None
         changed = tuple(i for i in items if since is None or i.updated_at >= since)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -224,7 +223,7 @@ def test_match_all_groups_items_by_key_result() -> None:
         jira("PLAT-2", parent_key="PLAT-1"),
         jira("PLAT-1", kind=ItemKind.EPIC),
         gh("a/b#1"),
-        replace(gh("a/b#1"), id="gh-other", kind=ItemKind.PULL_REQUEST),
+        gh("a/b#1")._replace(id="gh-other", kind=ItemKind.PULL_REQUEST),
     ]
     assert match_all(items, rules, {}) == {"k1": {"id-PLAT-2": 0, "gh-a/b#1": 1}, "k2": {}}
 

@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -143,7 +142,7 @@ def test_the_next_pass_builds_indexes_a_dead_first_sync_left_out(store: Store) -
 def test_a_failing_source_keeps_its_numbers_stale_and_the_other_source_syncs(store: Store) -> None:
     trackers = Trackers()
     sync(config(), store, trackers, full=True)
-    trackers.jira.items = [replace(i, state=State.DONE, done_at=NOW) for i in trackers.jira.items]
+    trackers.jira.items = [i._replace(state=State.DONE, done_at=NOW) for i in trackers.jira.items]
     trackers.jira.fail = TransientError("jira", "HTTP 502 from jira.example.test; gave up after 5 attempts")
     trackers.github.items.append(item("github", 6, State.DONE, labels=("bug",), updated_at=NOW))
     result = sync(config(), store, trackers)
@@ -219,7 +218,7 @@ def test_write_back_is_idempotent(store: Store) -> None:
     second = sync(cfg, store, trackers)
     assert second.writes == [], "a pass that changed nothing writes nothing"
     # JIRA-6 joins the epic: its label comes off, the KR's field value changes
-    trackers.jira.items = [replace(i, parent_key="EP-1", updated_at=NOW) if i.id == "jira-6" else i
+    trackers.jira.items = [i._replace(parent_key="EP-1", updated_at=NOW) if i.id == "jira-6" else i
                            for i in trackers.jira.items]
     third = sync(cfg, store, trackers)
     assert sorted((w.kind, w.target) for w in third.writes) == [("field", "OKR-1:progress"),

@@ -6,7 +6,6 @@ import json
 import random
 import threading
 from collections.abc import Iterator
-from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from syncer.sandbox.server import Fault, SandboxServer
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SCOPE = ("acme/web", "acme/api")
 OKRS_RULE = GitHubRule(source="github", repo="acme/okrs")
-COMPARED = [f.name for f in fields(WorkItem) if f.name not in ("status_name", "unknown_fields", "points")]
+COMPARED = [name for name in WorkItem._fields if name not in ("status_name", "unknown_fields", "points")]
 
 
 @pytest.fixture
