@@ -57,9 +57,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
-if TYPE_CHECKING:
-    from syncer.backfill import DayGroup
-
 from syncer.errors import StoreError, VisibilityLostError
 from syncer.model import (
     HistoryPoint,
@@ -88,6 +85,9 @@ from syncer.store_schema import (
     writes,
 )
 from syncer.store_schema import items as items_t
+
+if TYPE_CHECKING:
+    from syncer.backfill import DayGroup
 
 __all__ = ["Store", "copy_store"]
 
@@ -1315,8 +1315,8 @@ class Store:
         reconstruction needs. The database groups (stored times are UTC text, so the day is
         the first ten characters): at 200k items 25k groups came back instead of 98k rows."""
         i = items_t
-        # Grouped by label: PostgreSQL does not see two copies of an expression with bound
-        # parameters (the substr bounds, the CASE values) as the same expression.
+        # SELECT and GROUP BY render each expression with the same bound parameters, which
+        # PostgreSQL takes as the same expression (the store test runs on both databases).
         created_day = func.substr(i.c.created_at, 1, 10, type_=String).label("created_day")
         done_day = func.substr(i.c.done_at, 1, 10, type_=String).label("done_day")
         done_now = case((i.c.state == State.DONE.value, 1), else_=0).label("done_now")
