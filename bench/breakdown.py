@@ -59,7 +59,7 @@ from connectors.base import ConnectorContext, utc_now  # noqa: E402
 from connectors.http import HttpClient, HttpPolicy  # noqa: E402
 from syncer.cli import tune_gc  # noqa: E402
 from syncer.config import Config, load  # noqa: E402
-from syncer.matching import build_index, compile_rules, match_item  # noqa: E402
+from syncer.matching import RuleIndex, build_index, compile_rules, match_item  # noqa: E402
 from syncer.model import WorkItem  # noqa: E402
 from syncer.store import Store  # noqa: E402
 from syncer.sync import _WRITE_BATCH, _plugin_factory  # noqa: E402
@@ -160,22 +160,29 @@ def sync_stages(config: Config, book: Breakdown, recorded: list[Recorded]) -> No
                 if last and page.members:
                     with _timed(book, "store"):
                         store.replace_members(name, page.members)
-                    members = dict(page.members)
+                    members.update(page.members)  # a full pass replaces each rule's set it names
                 if len(pending) >= _WRITE_BATCH or last:
-                    with _timed(book, "matching"):
-                        matches = {item.id: match_item(item, index, members) for item in pending}
-                    with _timed(book, "store"):
-                        store.write_page(name, pending, matches, page.cursor, datetime.now(UTC))
+                    _write(book, store, name, pending, index, members, page.cursor)
                     pending = []
+            _write(book, store, name, pending, index, members, None)
             with _timed(book, "store"):
-                if pending:
-                    store.write_page(name, pending, {i.id: {} for i in pending}, None, datetime.now(UTC))
                 store.link_parents(name)
             book.requests += connector.requests
         with _timed(book, "store"):
             store.build_deferred_indexes()
     finally:
         store.close()
+
+
+def _write(book: Breakdown, store: Store, name: str, items: list[WorkItem], index: RuleIndex,
+           members: dict[str, frozenset[str]], cursor: Any) -> None:
+    """Match ``items`` (charged to matching) and write them with ``cursor`` (charged to store)."""
+    if not items:
+        return
+    with _timed(book, "matching"):
+        matches = {item.id: match_item(item, index, members) for item in items}
+    with _timed(book, "store"):
+        store.write_page(name, items, matches, cursor, datetime.now(UTC))
 
 
 def transport_floor(recorded: list[Recorded], book: Breakdown) -> None:
@@ -258,6 +265,9 @@ def run(size: int, whole: bool, say: Callable[[str], None], folder: Path | None 
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="okrsync-breakdown-") as scratch:
             return run(size, whole, say, Path(scratch))
+    for stale in ("whole.db", "stages.db", "sqlite-floor.db"):  # every stage starts from an empty store
+        for path in folder.glob(stale + "*"):
+            path.unlink()
     book = Breakdown(size)
     say(f"breakdown: starting the sandbox with {size} issues")
     sandbox = Sandbox(size)
@@ -265,7 +275,6 @@ def run(size: int, whole: bool, say: Callable[[str], None], folder: Path | None 
         info = sandbox.scenario_info()
         config_path = folder / "okrs.yaml"
         env = {**os.environ, **ENV, "NO_COLOR": "1"}
-        os.environ.update(ENV)
         if whole:
             config_path.write_text(config_text(info, f"sqlite:///{folder / 'whole.db'}"), encoding="utf-8")
             say("breakdown: okrsync sync --full (the whole pass, as bench/run.py runs it)")

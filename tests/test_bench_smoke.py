@@ -9,6 +9,7 @@ quota and single Jira request, and that okrsync and the naive script agree on al
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bench.run import run_bench, table
@@ -40,6 +41,7 @@ def test_the_cpu_breakdown_runs_every_stage_of_a_full_sync_and_stores_every_issu
     from bench.breakdown import table as breakdown_table
     from syncer.store import Store
 
+    token_before = os.environ.get("BENCH_JIRA_TOKEN")
     book = run(500, False, lambda _text: None, tmp_path)
     rendered = breakdown_table(book)
     assert book.issues == 500, rendered
@@ -52,3 +54,7 @@ def test_the_cpu_breakdown_runs_every_stage_of_a_full_sync_and_stores_every_issu
         assert not store.deferred_indexes_left()
     finally:
         store.close()
+    # Again into the same folder: every stage starts from an empty store again (a first load).
+    again = run(500, False, lambda _text: None, tmp_path)
+    assert again.issues == 500 and again.requests == book.requests, breakdown_table(again)
+    assert os.environ.get("BENCH_JIRA_TOKEN") == token_before  # tokens go to the config, not this process
