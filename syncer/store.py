@@ -124,6 +124,7 @@ _ITEM_COLUMNS = [
         "in_scope", "unknown_fields",
     )
 ]  # fmt: skip
+_ITEM_WIDTH = len(_ITEM_COLUMNS)
 _ITEM_UPDATE = [c.name for c in items_t.columns if c.name not in ("source", "id", "first_seen_at")]
 
 
@@ -189,32 +190,41 @@ def _json_tuple(value: str) -> tuple[str, ...]:
 
 
 def _row_item(r: Any) -> WorkItem:
-    """A row selected with ``_ITEM_COLUMNS`` back into the shared model."""
+    """A row selected with ``_ITEM_COLUMNS`` (first, in that order) back into the shared model.
+
+    Unpacked by position: a SQLAlchemy ``Row`` answers ``r.title`` through its key map in
+    ~0.4 us, 24 names per item, against ~0.04 us by index. By name this took 15 us per item,
+    0.6 s for a full sync's 22k JQL re-matches at 200k items and most of a report's item lists."""
+    (
+        source, item_id, key, title, url, kind, state, issue_type, container, created_at, updated_at,
+        done_at, excluded, resolution, points, labels, components, milestone, fix_versions, parent_key,
+        parent_id, status_name, in_scope, unknown_fields,
+    ) = r[:_ITEM_WIDTH]  # fmt: skip
     return WorkItem(
-        source=r.source,
-        id=r.id,
-        key=r.key,
-        title=r.title,
-        url=r.url,
-        kind=_KINDS.get(r.kind, ItemKind.ISSUE),
-        state=_STATES.get(r.state, State.UNKNOWN),
-        updated_at=r.updated_at,
-        container=r.container,
-        issue_type=r.issue_type,
-        created_at=r.created_at,
-        done_at=r.done_at,
-        excluded=bool(r.excluded),
-        resolution=r.resolution,
-        points=r.points,
-        labels=_json_tuple(r.labels),
-        components=_json_tuple(r.components),
-        milestone=r.milestone,
-        fix_versions=_json_tuple(r.fix_versions),
-        parent_key=r.parent_key,
-        parent_id=r.parent_id,
-        status_name=r.status_name,
-        in_scope=bool(r.in_scope),
-        unknown_fields=_json_tuple(r.unknown_fields),
+        source=source,
+        id=item_id,
+        key=key,
+        title=title,
+        url=url,
+        kind=_KINDS.get(kind, ItemKind.ISSUE),
+        state=_STATES.get(state, State.UNKNOWN),
+        updated_at=updated_at,
+        container=container,
+        issue_type=issue_type,
+        created_at=created_at,
+        done_at=done_at,
+        excluded=bool(excluded),
+        resolution=resolution,
+        points=points,
+        labels=_json_tuple(labels),
+        components=_json_tuple(components),
+        milestone=milestone,
+        fix_versions=_json_tuple(fix_versions),
+        parent_key=parent_key,
+        parent_id=parent_id,
+        status_name=status_name,
+        in_scope=bool(in_scope),
+        unknown_fields=_json_tuple(unknown_fields),
     )
 
 
