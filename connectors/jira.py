@@ -429,6 +429,15 @@ class JiraConnector:
         scan = _Scan(recent, overlap_ms)
         if old_ms is None:
             full = True
+        whole = full or census
+        jql_rules = [r for r in jira_rules if r.jql and not r.parent]
+        if whole and jql_rules:
+            # A whole pass evaluates its JQL rules before it reads the items, so the sync matches
+            # each item once against the new sets. Evaluated after them (as an incremental pass
+            # must: it asks only about the changed ids), the 22k members of a 200k-issue sync were
+            # read back from the store and matched again: ~1.3 s of its CPU.
+            fresh = {r.fingerprint(): frozenset(self._ids(f"({r.jql})", scan)) for r in jql_rules}
+            yield Page(members=fresh, members_scope=None)
         changed: set[str] = set()
         census_ids: frozenset[str] | None = None
 
@@ -464,7 +473,6 @@ class JiraConnector:
             if census:
                 census_ids = frozenset(self._ids(scope, scan, guard=True))
 
-        whole = full or census
         members: dict[str, frozenset[str]] = {}
         if parents and (whole or changed or forgot):
             tree: dict[str, frozenset[str]] = {}
@@ -490,12 +498,8 @@ class JiraConnector:
             # Descendant sets are always complete (members_scope None), so they travel on their
             # own page; the JQL sets below may be partial (only the changed ids).
             yield Page(members=tree, members_scope=None)
-        for rule in jira_rules:
-            if not rule.jql or rule.parent:
-                continue
-            if whole:
-                members[rule.fingerprint()] = frozenset(self._ids(f"({rule.jql})", scan))
-            elif changed:
+        if not whole and changed:
+            for rule in jql_rules:
                 members[rule.fingerprint()] = frozenset(self._ids_among(f"({rule.jql})", changed, scan))
         new_ms = scan.cursor_ms(old_ms)
         yield Page(

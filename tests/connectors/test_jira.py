@@ -350,6 +350,32 @@ def test_full_cloud_pass_is_id_pages_plus_bulkfetch_and_no_request_per_item() ->
 
 
 @responses.activate
+def test_a_full_pass_evaluates_jql_rules_before_the_items_and_only_once() -> None:
+    meta()
+    members = {"(labels = perf) ORDER BY created ASC": [10002, 10003]}
+
+    def search(request: Any) -> tuple[int, dict[str, str], str]:
+        jql = json.loads(request.body)["jql"]
+        found = members.get(jql, [10001, 10002, 10003] if "NOT" not in jql else [])
+        return 200, {}, json.dumps({"issues": [{"id": str(n)} for n in found], "isLast": True})
+
+    responses.add_callback("POST", f"{CLOUD}/rest/api/3/search/jql", callback=search)
+    responses.add("POST", f"{CLOUD}/rest/api/3/issue/bulkfetch",
+                  json={"issues": [issue(n) for n in (1, 2, 3)], "issueErrors": []})
+    rule = JiraRule(source="jira", jql="labels = perf")
+    pages = list(make().fetch(None, full=True, census=False, rules=[rule]))
+    # The sync matches each item once against these sets: they come before any item.
+    assert pages[0].items == () and pages[0].members == {rule.fingerprint(): frozenset({"10002", "10003"})}
+    assert pages[0].members_scope is None
+    assert collect(pages[1:]) == ["PLAT-1", "PLAT-2", "PLAT-3"]
+    assert all(not page.members for page in pages[1:])
+    assert pages[-1].census == frozenset({"10001", "10002", "10003"})
+    asked = [b["jql"] for b in bodies("/search/jql")]
+    rule_query = "(labels = perf) ORDER BY created ASC"
+    assert asked.count(rule_query) == 1 and asked[0] == rule_query
+
+
+@responses.activate
 def test_bulkfetch_falls_back_to_100_when_the_site_refuses_1000() -> None:
     meta()
     responses.add("POST", f"{CLOUD}/rest/api/3/search/jql",

@@ -8,7 +8,7 @@ idempotent write-back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +102,29 @@ def test_full_then_incremental_equals_the_truth_and_a_fresh_full_sync(org: Org) 
         assert run_once(fresh, store, SyncOptions(full=True)).exit_code == 0
         recomputed = {kr: (s["current"], s["total"], s["done"]) for kr, s in store.latest_snapshots().items()}
     assert incremental == recomputed
+
+
+def test_a_full_sync_matches_jql_members_once_without_reading_items_back(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The JQL sets arrive before the items: a first sync stores each item with its final
+    # matches instead of reading the members back from the store to match them again.
+    read_back: list[int] = []
+    items_by_ids = Store.items_by_ids
+
+    def counting(self: Store, source: str, ids: Collection[str]) -> list[WorkItem]:
+        found = items_by_ids(self, source, ids)
+        read_back.append(len(found))
+        return found
+
+    monkeypatch.setattr(Store, "items_by_ids", counting)
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        assert run_once(config, store, SyncOptions(full=True)).exit_code == 0
+        matched = {item.key for item, _ in store.kr_items("perf-points")}
+    expected = {i.key for i in truth(org).values() if i.source == "jira" and "perf" in i.labels}
+    assert expected and matched == expected
+    assert sum(read_back) == 0
 
 
 def test_idle_passes_cost_one_jira_request_and_no_github_quota(org: Org) -> None:
