@@ -120,6 +120,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             )
         finally:
             prefetch.close()
+        store.keep_aggregates()  # the next `okrsync report` reads them instead of aggregating again
         _emit(args, data)
     for outcome in result.outcomes:
         if not outcome.ok:

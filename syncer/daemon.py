@@ -265,6 +265,7 @@ class Daemon:
             data = assemble_report(config, store, self.now(), outcomes=result.outcomes, writes=result.writes,
                                    krs=result.key_results or None, changes=result.changes, item_limit=100)
             report_json, report_html = render(data, "json"), render(data, "html")
+            store.keep_aggregates()
             shared = store.source_status() if self.worker_mode else {}
         # Metrics first, then the report: whoever sees a pass's numbers in /report.json finds the
         # same numbers in /metrics (the other order let a scrape between the two see old gauges).

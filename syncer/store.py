@@ -21,6 +21,7 @@ import json
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import astuple
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -269,6 +270,9 @@ class Store:
         self._touched: set[tuple[str, str]] | None = set()
         self._maps_quiet: int | None = None  # run whose item maps were read with no other run live
         self._analyzed = 0  # items in the table at the last ANALYZE
+        # Aggregates this Store computed, by kind: (data generation, arguments, JSON value), for
+        # ``keep_aggregates`` to store if nothing changed the data since (SQLite only).
+        self._fresh: dict[str, tuple[int, list[Any], Any]] = {}
 
     # -- opening and closing ----------------------------------------------------------------
 
@@ -372,13 +376,20 @@ class Store:
                 raise StoreError(f"store: {what}: {message}") from None
 
     @contextmanager
-    def _write(self, what: str) -> Iterator[Connection]:
-        """A write unit: own transaction, or a savepoint inside the caller's."""
+    def _write(self, what: str, *, data: bool = True) -> Iterator[Connection]:
+        """A write unit: own transaction, or a savepoint inside the caller's.
+
+        ``data``: the unit may change items or matches, so it counts the data generation up
+        (``_changed``) as it commits. Only writes that never touch them say ``False``: a
+        forgotten count would let a report use a stale cached aggregate, an extra one only
+        costs a recomputation."""
         with self._guard(what):
             conn = self._current()
             if conn is not None:
                 with conn.begin_nested():
                     yield conn
+                    if data:
+                        self._changed(conn)
                 return
             if self._dry_run:
                 conn = self._dry_connection()
@@ -386,6 +397,8 @@ class Store:
                 try:
                     with conn.begin_nested():
                         yield conn
+                        if data:
+                            self._changed(conn)
                 finally:
                     self._local.conn = None
                 return
@@ -394,8 +407,16 @@ class Store:
                 try:
                     with conn.begin():
                         yield conn
+                        if data:
+                            self._changed(conn)
                 finally:
                     self._local.conn = None
+
+    def _changed(self, conn: Connection) -> None:
+        """Count the data generation up, in the writer's transaction (SQLite; PostgreSQL
+        workers would all queue on that one row, and its aggregates are not cached)."""
+        if self._sqlite:
+            conn.exec_driver_sql(_BUMP_GENERATION)
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
@@ -418,7 +439,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group the writes inside into one transaction (a savepoint when nested)."""
-        with self._write("transaction"):
+        with self._write("transaction", data=False):  # the writes inside count for themselves
             yield
 
     # -- items ----------------------------------------------------------------------------------
@@ -432,7 +453,7 @@ class Store:
         now: datetime,
     ) -> None:
         """Upsert a page of items, replace their matches and move the cursor, all or nothing."""
-        with self._write(f"write page of {source}") as conn:
+        with self._write(f"write page of {source}", data=bool(items)) as conn:
             if any(item.source != source for item in items):
                 raise StoreError(f"store: write page of {source}: items from another source")
             now_text = format_utc(now)
@@ -452,7 +473,7 @@ class Store:
 
     def analyze(self) -> None:
         """Refresh planner statistics (bulk loads otherwise leave PostgreSQL planning for an empty table)."""
-        with self._write("analyze") as conn:
+        with self._write("analyze", data=False) as conn:
             _analyze(conn)
             self._analyzed = int(conn.scalar(select(func.count()).select_from(items_t)) or 0)
         self._written = 0
@@ -472,7 +493,7 @@ class Store:
         with self._read("look for items") as conn:  # every pass asks: no write lock for that
             if conn.scalar(select(items_t.c.id).limit(1)) is not None:
                 return False
-        with self._write("defer indexes") as conn:  # BEGIN IMMEDIATE: one writer decides
+        with self._write("defer indexes", data=False) as conn:  # BEGIN IMMEDIATE: one writer decides
             if conn.scalar(select(items_t.c.id).limit(1)) is not None:
                 return False
             _upsert(conn, meta, [{"key": _DEFERRED, "value": ",".join(_DEFERRABLE)}], ["key"])
@@ -487,7 +508,7 @@ class Store:
     def build_deferred_indexes(self) -> None:
         """Build what ``defer_indexes_if_empty`` dropped (idempotent), clear its mark, and give
         the planner statistics over the loaded rows (the load's ANALYZEs ran without them)."""
-        with self._write("build deferred indexes") as conn:
+        with self._write("build deferred indexes", data=False) as conn:
             for index in items_t.indexes:
                 if index.name in _DEFERRABLE:
                     index.create(conn, checkfirst=True)
@@ -501,7 +522,7 @@ class Store:
 
     def set_cursor(self, source: str, cursor: Mapping[str, Any] | None, now: datetime | None = None) -> None:
         """Store (or with ``None`` forget) a source's cursor on its own."""
-        with self._write(f"set cursor of {source}") as conn:
+        with self._write(f"set cursor of {source}", data=False) as conn:
             if cursor is None:
                 conn.execute(delete(cursors).where(cursors.c.source == source))
             else:
@@ -525,7 +546,7 @@ class Store:
     def replace_members(self, source: str, members_: Mapping[str, frozenset[str]]) -> set[str]:
         """Replace the member sets of the given fingerprints; return ids whose membership changed."""
         changed: set[str] = set()
-        with self._write(f"replace members of {source}") as conn:
+        with self._write(f"replace members of {source}", data=False) as conn:  # matches follow apart
             for fp, new in members_.items():
                 old = set(
                     conn.scalars(
@@ -551,7 +572,7 @@ class Store:
             .limit(1)
             .scalar_subquery()
         )
-        with self._write(f"link parents of {source}") as conn:
+        with self._write(f"link parents of {source}", data=False) as conn:  # every pass asks; few link
             result = conn.execute(
                 update(items_t)
                 .where(
@@ -560,7 +581,10 @@ class Store:
                 )
                 .values(parent_id=parent_id)
             )
-            return int(result.rowcount or 0)
+            linked = int(result.rowcount or 0)
+            if linked:
+                self._changed(conn)
+            return linked
 
     def items_by_ids(self, source: str, ids: Collection[str]) -> list[WorkItem]:
         """The stored items (live or retired) with these ids, in no particular order."""
@@ -594,7 +618,7 @@ class Store:
 
     def replace_matches(self, source: str, matches: Mapping[str, Mapping[str, int]]) -> None:
         """Set which key results the given items serve (``{item_id: {kr_id: rule_index}}``)."""
-        with self._write(f"replace matches of {source}") as conn:
+        with self._write(f"replace matches of {source}", data=bool(matches)) as conn:
             self._replace_matches(conn, source, list(matches), matches)
             self._touch(source, list(matches))
 
@@ -668,7 +692,7 @@ class Store:
     ) -> int:
         """Retire live items a full pass no longer saw, unless too many vanished at once."""
         seen = seen_ids if isinstance(seen_ids, set | frozenset) else set(seen_ids)
-        with self._write(f"retire items of {source}") as conn:
+        with self._write(f"retire items of {source}", data=False) as conn:  # counted below if any
             query = select(items_t.c.id).where(items_t.c.source == source, items_t.c.retired_at.is_(None))
             if in_scope_only:
                 query = query.where(items_t.c.in_scope)
@@ -689,6 +713,7 @@ class Store:
                     "nothing retired",
                 )
             self._touch(source, gone)
+            self._changed(conn)
             for part in _chunks(gone):
                 conn.execute(
                     update(items_t).where(items_t.c.source == source, items_t.c.id.in_(part)).values(retired_at=now)
@@ -737,9 +762,13 @@ class Store:
             .where(i.c.retired_at.is_(None), i.c.kind != ItemKind.SUBTASK.value)
             .group_by(matches.c.kr_id)
         )
+        args: list[Any] = [format_utc(cycle_start), format_utc(cycle_end)]
         with self._read("compute tallies") as conn:
+            generation, cached = self._cached(conn, "tallies", args)
+            if cached is not None:
+                return {kr_id: Tally(*values) for kr_id, values in cached.items()}
             rows = conn.execute(query).all()
-        return {
+        found = {
             r[0]: Tally(
                 total=int(r[1] or 0),
                 done=int(r[2] or 0),
@@ -755,6 +784,8 @@ class Store:
             )
             for r in rows
         }
+        self._remember("tallies", generation, args, {kr_id: astuple(t) for kr_id, t in found.items()})
+        return found
 
     def kr_items(
         self, kr_id: str, *, limit: int | None = None, done_first: bool = False
@@ -999,17 +1030,70 @@ class Store:
             .where(*self._candidate_filter(cycle_start, cycle_end, (), exclude_sources))
             .group_by(i.c.source, i.c.container)
         )
+        args: list[Any] = [
+            format_utc(cycle_start), format_utc(cycle_end), sorted(ignore_labels), sorted(exclude_sources),
+        ]
         with self._read("count unaligned items") as conn:
+            generation, cached = self._cached(conn, "unaligned_summary", args)
+            if cached is not None:
+                return UnalignedSummary(
+                    count=int(cached["count"]),
+                    groups=tuple(UnalignedGroup(str(s), str(c), int(n)) for s, c, n in cached["groups"]),
+                    total_work_items=cached["total"],
+                )
             rows = conn.execute(query).all()
         groups = sorted(
             (UnalignedGroup(str(r.source), str(r.container), int(r.unaligned or 0)) for r in rows if r.unaligned),
             key=lambda g: (-g.count, g.source, g.container),
         )
-        return UnalignedSummary(
+        summary = UnalignedSummary(
             count=sum(g.count for g in groups),
             groups=tuple(groups),
             total_work_items=sum(int(r.candidates) for r in rows),
         )
+        self._remember("unaligned_summary", generation, args, {
+            "count": summary.count,
+            "groups": [[g.source, g.container, g.count] for g in summary.groups],
+            "total": summary.total_work_items,
+        })  # fmt: skip
+        return summary
+
+    # -- cached aggregates ----------------------------------------------------------------------
+
+    def _cached(self, conn: Connection, kind: str, args: list[Any]) -> tuple[int | None, Any]:
+        """The data generation this read sees and, if ``keep_aggregates`` stored ``kind`` for
+        these arguments at that very generation, its value; ``(None, None)`` where aggregates
+        are not cached (PostgreSQL, a dry run, a read inside a write transaction)."""
+        if not self._sqlite or self._dry_run or self._current() is not None:
+            return None, None
+        query = select(meta.c.key, meta.c.value).where(meta.c.key.in_([_GENERATION, _AGGREGATE + kind]))
+        found: dict[str, str] = {str(key): str(value) for key, value in conn.execute(query)}
+        generation = int(found.get(_GENERATION) or 0)
+        entry = json.loads(found[_AGGREGATE + kind]) if _AGGREGATE + kind in found else None
+        if entry is not None and entry.get("generation") == generation and entry.get("args") == args:
+            return generation, entry["value"]
+        return generation, None
+
+    def _remember(self, kind: str, generation: int | None, args: list[Any], value: Any) -> None:
+        if generation is not None:
+            self._fresh[kind] = (generation, args, value)
+
+    def keep_aggregates(self) -> None:
+        """Store the aggregates this Store computed (the key results' tallies, the unaligned
+        summary) if no write changed items or matches since: the next ``okrsync report`` reads
+        them instead of aggregating 200k items again (0.3-0.5 s each). Called after a pass's
+        report; a read-only command never writes them. A no-op on PostgreSQL and in a dry run."""
+        fresh, self._fresh = self._fresh, {}
+        if not fresh or not self._sqlite or self._dry_run:
+            return
+        with self._write("keep aggregates", data=False) as conn:
+            current = int(conn.scalar(select(meta.c.value).where(meta.c.key == _GENERATION)) or 0)
+            rows = [
+                {"key": _AGGREGATE + kind, "value": json.dumps({"generation": gen, "args": args, "value": value})}
+                for kind, (gen, args, value) in sorted(fresh.items())
+                if gen == current
+            ]
+            _upsert(conn, meta, rows, ["key"])
 
     # -- runs and source status -----------------------------------------------------------------
 
@@ -1023,14 +1107,14 @@ class Store:
             "worker": worker,
             "detail": None,
         }
-        with self._write("begin run") as conn:
+        with self._write("begin run", data=False) as conn:
             result = conn.execute(runs.insert().values(**row).returning(runs.c.id))
             return int(result.scalar_one())
 
     def finish_run(self, run_id: int, now: datetime, outcome: str, requests: int, detail: Mapping[str, Any]) -> None:
         if outcome not in ("ok", "partial", "failed", "running"):
             raise StoreError(f"store: finish run: unknown outcome {outcome!r}")
-        with self._write("finish run") as conn:
+        with self._write("finish run", data=False) as conn:
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
@@ -1055,7 +1139,7 @@ class Store:
         resume_at: datetime | None = None,
     ) -> None:
         """Remember how a source fared (health endpoint, stale marks, resume after rate limits)."""
-        with self._write(f"record attempt of {source}") as conn:
+        with self._write(f"record attempt of {source}", data=False) as conn:
             old = conn.execute(select(source_status).where(source_status.c.source == source)).mappings().first()
             row: dict[str, Any] = (
                 dict(old)
@@ -1130,7 +1214,7 @@ class Store:
                     "items": encoded,
                 }
             )
-        with self._write("write snapshots") as conn:
+        with self._write("write snapshots", data=False) as conn:
             # One snapshot writer at a time (SQLite's write lock does this already): a prune in
             # another transaction must see this run's rows before it moves its mark past them.
             _lock_snapshots(conn)
@@ -1314,7 +1398,7 @@ class Store:
              "done": p.done}
             for p in points
         ]
-        with self._write(f"backfill history of {kr_id}") as conn:
+        with self._write(f"backfill history of {kr_id}", data=False) as conn:
             conn.execute(backfill.delete().where(backfill.c.kr_id == kr_id))
             for group in _chunks(rows, _ROWS):
                 conn.execute(backfill.insert(), list(group))
@@ -1358,7 +1442,7 @@ class Store:
     # -- check-ins ------------------------------------------------------------------------------
 
     def add_checkin(self, kr_id: str, value: float, note: str | None, at: datetime) -> None:
-        with self._write("add check-in") as conn:
+        with self._write("add check-in", data=False) as conn:
             conn.execute(checkins.insert().values(kr_id=kr_id, value=float(value), note=note, at=at))
 
     def latest_checkins(self) -> dict[str, float]:
@@ -1390,7 +1474,7 @@ class Store:
         return value
 
     def record_written(self, source: str, target: str, value: str, at: datetime) -> None:
-        with self._write("record write") as conn:
+        with self._write("record write", data=False) as conn:
             row = {"source": source, "target": target, "value": value, "written_at": at}
             _upsert(conn, writes, [row], ["source", "target"])
 
@@ -1400,7 +1484,7 @@ class Store:
             return set(conn.scalars(select(labelled.c.item_id).where(labelled.c.source == source)))
 
     def set_labelled(self, source: str, item_id: str, on: bool) -> None:
-        with self._write("record label") as conn:
+        with self._write("record label", data=False) as conn:
             if on:
                 _upsert(conn, labelled, [{"source": source, "item_id": item_id}], ["source", "item_id"])
             else:
@@ -1410,7 +1494,7 @@ class Store:
 
     def acquire_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         """Take a lease if free, expired or already ours; atomic across processes."""
-        with self._write(f"acquire lease {name}") as conn:
+        with self._write(f"acquire lease {name}", data=False) as conn:
             row = {"name": name, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
             if _insert_ignore(conn, leases, row, ["name"]):
                 return True
@@ -1430,14 +1514,14 @@ class Store:
 
     def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         """Extend our lease; False if someone else holds it now (we lost it)."""
-        with self._write(f"renew lease {name}") as conn:
+        with self._write(f"renew lease {name}", data=False) as conn:
             result = conn.execute(
                 update(leases).where(leases.c.name == name, leases.c.holder == holder).values(expires_at=now + ttl)
             )
             return result.rowcount == 1
 
     def release_lease(self, name: str, holder: str) -> None:
-        with self._write(f"release lease {name}") as conn:
+        with self._write(f"release lease {name}", data=False) as conn:
             conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
 
     def leases(self) -> list[dict[str, Any]]:
@@ -1463,7 +1547,7 @@ class Store:
         store-wide lock (PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE), so two workers
         finishing together cannot both pass the check. Returns whether the snapshots were written.
         """
-        with self._write("write snapshots") as conn:
+        with self._write("write snapshots", data=False) as conn:
             _lock_snapshots(conn)
             newest = conn.scalar(select(func.max(snapshots.c.at)))
             if newest is not None and newest > at - window:
@@ -1479,7 +1563,7 @@ class Store:
         return value
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._write("write meta") as conn:
+        with self._write("write meta", data=False) as conn:
             _upsert(conn, meta, [{"key": key, "value": value}], ["key"])
 
     def schema_version(self) -> int:
@@ -1646,6 +1730,8 @@ def copy_store(src: Store, dst: Store, *, batch: int = 2000) -> dict[str, tuple[
         with dst._read("count rows") as dconn:
             n_dst = int(dconn.scalar(select(func.count()).select_from(table)) or 0)
         counts[table.name] = (n_src, n_dst)
+    with dst._write("count the copy as a change"):  # the copied meta held src's generation and aggregates
+        pass
     return counts
 
 
@@ -1695,6 +1781,14 @@ def _quoted(names: Sequence[str]) -> str:
 _UPSERT_ITEMS = (
     f"INSERT INTO items ({_quoted(_ITEM_ALL)}) VALUES ({', '.join('?' for _ in _ITEM_ALL)}) "
     "ON CONFLICT (source, id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ITEM_UPDATE)
+)
+_GENERATION = "data_generation"
+"""meta: counted up by every write that changes items or matches (``Store._changed``)."""
+_AGGREGATE = "aggregate:"
+"""meta: prefix of a cached aggregate, ``{"generation", "args", "value"}`` (``keep_aggregates``)."""
+_BUMP_GENERATION = (
+    "INSERT INTO meta (key, value) VALUES ('data_generation', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
 )
 _DEFERRED = "indexes_deferred"
 """meta: the indexes ``defer_indexes_if_empty`` dropped and nobody has built again yet."""

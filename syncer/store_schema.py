@@ -318,7 +318,15 @@ def _v4(conn: Connection) -> None:
         analyze_sqlite(conn)  # stores before this version never had statistics for ``items``
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
+def _v5(conn: Connection) -> None:
+    """Version 5: the data generation (meta ``data_generation``), counted up by every write that
+    changes items or matches. A cached aggregate (``Store.tallies``, ``Store.unaligned_summary``)
+    is used only at the generation it was computed at, so an okrsync that writes without
+    counting (any older version) must not open this store: the version number keeps it out."""
+    conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('data_generation', '0') ON CONFLICT (key) DO NOTHING")
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 """``MIGRATIONS[n]`` upgrades schema version ``n`` to ``n + 1``; append, never reorder."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

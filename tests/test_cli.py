@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,22 @@ def test_an_item_marked_done_moves_the_number_on_the_next_sync(capsys, memory_en
     memory_env.write_items(items)
     assert run(capsys, "sync", "-c", str(memory_env.config))[0] == 0
     assert krs(report_json(capsys, memory_env.config))["launch"]["current"] == 80.0
+
+
+def test_a_report_after_a_sync_reads_the_numbers_the_sync_kept(capsys, memory_env: MemoryEnv) -> None:
+    code, out, _ = run(capsys, "sync", "-c", str(memory_env.config), "--format", "json")
+    assert code == 0
+    synced = json.loads(out)
+    # Rows changed behind okrsync's back (no okrsync write counted them): the report shows the
+    # aggregates the sync kept, which proves it read them instead of aggregating again.
+    with sqlite3.connect(memory_env.store) as conn:
+        conn.execute("UPDATE items SET state = 'done'")
+    reported = report_json(capsys, memory_env.config)
+    assert {k: (v["current"], v["items"]) for k, v in krs(reported).items()} == {
+        k: (v["current"], v["items"]) for k, v in krs(synced).items()
+    }
+    assert reported["unaligned_summary"]["count"] == synced["unaligned_summary"]["count"]
+    # (A sync that writes makes them stale: test_an_item_marked_done_moves_the_number_on_the_next_sync.)
 
 
 def test_unaligned_limit_caps_the_list_but_not_the_count(capsys, memory_env: MemoryEnv) -> None:
