@@ -14,7 +14,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from syncer.config import Config
+from syncer.config import Config, KeyResult
 from syncer.forecast import downsample, forecast, scope_change
 from syncer.model import (
     HistoryPoint,
@@ -83,17 +83,21 @@ def assemble_report(
     # The aggregates are independent reads; SQLite and PostgreSQL run them while Python waits,
     # so two at a time nearly halve a report's wall time on a large store.
     with _reader(store) as background:
+        # The item lists are the longest read (40 key results, 0.6 s at 200k items): submitted
+        # first, half on each reader; a sync's kept aggregates make the other reads short.
+        kr_configs = [kr for _, kr in config.key_results()]
+        halves = (kr_configs[::2], kr_configs[1::2]) if with_items else ()
+        items_jobs = [background.submit(_all_items, store, half, item_limit) for half in halves if half]
         summary_job = (prefetched.job(failed) if prefetched is not None else None) or background.submit(
             store.unaligned_summary, cycle.starts_at, cycle.ends_at, ignore, exclude_sources=failed
         )
         history_job = (
             background.submit(store.daily_histories, since=cycle.starts_at, kr_ids=kr_ids) if history else None
         )
-        items_job = background.submit(_all_items, store, config, item_limit) if with_items else None
         if krs is None:
             krs = compute_key_results(config, store, at, failed_sources=failed)
         histories = history_job.result() if history_job is not None else {}
-        items = items_job.result() if items_job is not None else {}
+        items = {kr_id: found for job in items_jobs for kr_id, found in job.result().items()}
         summary = summary_job.result()
     objectives = roll_up(config, krs, at)
     details: dict[str, KeyResultDetail] = {}
@@ -200,12 +204,12 @@ def _scope_change(metric: str, points: Sequence[HistoryPoint], total_now: int) -
 
 
 def _all_items(
-    store: Store, config: Config, limit: int | None
+    store: Store, kr_configs: Sequence[KeyResult], limit: int | None
 ) -> dict[str, tuple[tuple[ReportItem, ...], int]]:
     """Per key result: its first ``limit`` items (done first, then by source and key), and how
     many there are. The database sorts and stops at ``limit``."""
     found: dict[str, tuple[tuple[ReportItem, ...], int]] = {}
-    for _, kr_config in config.key_results():
+    for kr_config in kr_configs:
         rows, total = store.kr_items_page(kr_config.id, limit or None)
         rules = kr_config.match
         found[kr_config.id] = (
