@@ -437,6 +437,10 @@ class JiraConnector:
             # must: it asks only about the changed ids), the 22k members of a 200k-issue sync were
             # read back from the store and matched again: ~1.3 s of its CPU.
             fresh = {r.fingerprint(): frozenset(self._ids(f"({r.jql})", scan)) for r in jql_rules}
+            # An issue updated from here on may have joined or left a rule after its query: it
+            # must count as a change next pass (which asks the rules about its changes again),
+            # not as a version already read.
+            scan.members_first = True
             yield Page(members=fresh, members_scope=None)
         changed: set[str] = set()
         census_ids: frozenset[str] | None = None
@@ -946,6 +950,9 @@ class _Scan:
         self.max_updated_ms: int | None = None
         self.previous: dict[str, int] = dict(recent or {})
         self.updates: dict[str, int] = {}
+        self.members_first = False
+        """The rules' member sets were read before the items (a whole pass): versions newer than
+        the scan's start are then not remembered as read (``note_items``)."""
 
     def already_seen(self, raw: Mapping[str, Any]) -> bool:
         """The previous pass read this very version (re-read only because of the overlap)."""
@@ -977,12 +984,15 @@ class _Scan:
         # Only versions that can fall inside the next overlap window are remembered: a full pass
         # at 200k otherwise kept (and finally sorted) 100k entries for the ~none it needs.
         floor = self.start_ms - _DATE_RESOLUTION_MS - self.overlap_ms if self.start_ms is not None else None
+        # After members-first rule queries, a version from the scan's start on may postdate
+        # them: the next pass must see it as a change and ask the rules about it.
+        ceiling = self.start_ms - _DATE_RESOLUTION_MS if self.members_first and self.start_ms is not None else None
         for raw in issues:
             fields = raw.get("fields")
             when = parse_jira_time(fields.get("updated")) if isinstance(fields, dict) else None
             if when is not None:
                 ms = _ms(when)
-                if floor is None or ms >= floor:
+                if (floor is None or ms >= floor) and (ceiling is None or ms < ceiling):
                     self.updates[str(raw.get("id"))] = ms
                 if self.max_updated_ms is None or ms > self.max_updated_ms:
                     self.max_updated_ms = ms

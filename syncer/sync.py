@@ -6,9 +6,13 @@
     key results (SQL tallies + pure arithmetic) ─> snapshots (once per pass)
     write-back (after the store committed; idempotent) ─> report data
 
+A whole Jira pass reads its JQL rules' member sets first (a members-only page, committed like a
+last page without a cursor), so that each item is matched once against the new sets.
+
 A source that fails changes nothing known from it: its cursor stays, nothing is retired, its key
 results keep their last values marked ``stale`` and its items are never flagged unaligned because
-of the failure. Pages fetched before the failure are newer truth and stay stored (at-least-once).
+of the failure. Pages fetched before the failure (and member sets read before it) are newer truth
+and stay stored (at-least-once); the next pass reads from the same cursor.
 
 Several workers on one store (``okrsync daemon --worker``, PostgreSQL):
 

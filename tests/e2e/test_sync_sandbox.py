@@ -12,9 +12,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from connectors.jira import JiraConnector
 from syncer.config import Config, load
 from syncer.demo import DEMO_ENV, GITHUB_TOKEN, JIRA_EMAIL, JIRA_TOKEN, demo_config_text, mutate_week
 from syncer.model import WorkItem
@@ -125,6 +127,45 @@ def test_a_full_sync_matches_jql_members_once_without_reading_items_back(
     expected = {i.key for i in truth(org).values() if i.source == "jira" and "perf" in i.labels}
     assert expected and matched == expected
     assert sum(read_back) == 0
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_an_issue_that_joins_a_jql_rule_during_a_full_sync_is_matched_by_the_next_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flavour: str
+) -> None:
+    # A whole pass asks the JQL rules first: an issue labelled right after that query is stored
+    # with the label but outside the rule. The next incremental pass must take its new version
+    # for a change (and ask the rule about it), not for one the full pass already read.
+    jira_server, jira = start_jira_sandbox("demo", now=NOW, users={JIRA_EMAIL: JIRA_TOKEN}, flavour=flavour)
+    github_server, github = start_github_sandbox("demo", now=NOW, tokens=(GITHUB_TOKEN,))
+    try:
+        org = Org(jira_server, jira, github_server, github, tmp_path)
+        target = next(i for i in jira.issues.values() if i.key.startswith("PLAT-") and "perf" not in i.labels
+                      and not i.subtask and i.id not in jira.deleted)
+        ids = JiraConnector._ids
+        labelled: list[str] = []
+
+        def label_after_the_rule_query(self: JiraConnector, jql: str, scan: Any, **kw: Any) -> list[str]:
+            found = ids(self, jql, scan, **kw)
+            if jql == "(labels = perf)" and not labelled:
+                jira.control("update", {"key": target.key, "labels": [*target.labels, "perf"]})
+                labelled.append(target.key)
+            return found
+
+        monkeypatch.setattr(JiraConnector, "_ids", label_after_the_rule_query)
+        config = org.config()
+        with Store.open(config.store_url()) as store:
+            assert run_once(config, store, SyncOptions(full=True)).exit_code == 0
+            assert labelled == [target.key]
+            stored = {i.key: i for i in store.iter_items("jira")}
+            assert "perf" in stored[target.key].labels
+            assert run_once(config, store, SyncOptions()).exit_code == 0
+            matched = {item.key for item, _ in store.kr_items("perf-points")}
+        expected = {i.key for i in truth(org).values() if i.source == "jira" and "perf" in i.labels}
+        assert target.key in matched and matched == expected
+    finally:
+        jira_server.stop()
+        github_server.stop()
 
 
 def test_idle_passes_cost_one_jira_request_and_no_github_quota(org: Org) -> None:
