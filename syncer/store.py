@@ -58,6 +58,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from syncer import __version__
 from syncer.errors import StoreError, VisibilityLostError
 from syncer.model import (
     HistoryPoint,
@@ -762,7 +763,7 @@ class Store:
             .where(i.c.retired_at.is_(None), i.c.kind != ItemKind.SUBTASK.value)
             .group_by(matches.c.kr_id)
         )
-        args: list[Any] = [format_utc(cycle_start), format_utc(cycle_end)]
+        args: list[Any] = [__version__, format_utc(cycle_start), format_utc(cycle_end)]
         with self._read("compute tallies") as conn:
             generation, cached = self._cached(conn, "tallies", args)
             if cached is not None:
@@ -1031,7 +1032,8 @@ class Store:
             .group_by(i.c.source, i.c.container)
         )
         args: list[Any] = [
-            format_utc(cycle_start), format_utc(cycle_end), sorted(ignore_labels), sorted(exclude_sources),
+            __version__, format_utc(cycle_start), format_utc(cycle_end), sorted(ignore_labels),
+            sorted(exclude_sources),
         ]
         with self._read("count unaligned items") as conn:
             generation, cached = self._cached(conn, "unaligned_summary", args)
@@ -1063,7 +1065,8 @@ class Store:
     def _cached(self, conn: Connection, kind: str, args: list[Any]) -> tuple[int | None, Any]:
         """The data generation this read sees and, if ``keep_aggregates`` stored ``kind`` for
         these arguments at that very generation, its value; ``(None, None)`` where aggregates
-        are not cached (PostgreSQL, a dry run, a read inside a write transaction)."""
+        are not cached (PostgreSQL, a dry run, a read inside a write transaction). The
+        arguments start with okrsync's version: another version may aggregate differently."""
         if not self._sqlite or self._dry_run or self._current() is not None:
             return None, None
         query = select(meta.c.key, meta.c.value).where(meta.c.key.in_([_GENERATION, _AGGREGATE + kind]))
@@ -1721,18 +1724,29 @@ def copy_store(src: Store, dst: Store, *, batch: int = 2000) -> dict[str, tuple[
                 select(table).order_by(*table.primary_key.columns)
             )
             for part in result.mappings().partitions(batch):
+                rows = [dict(r) for r in part if table is not meta or not _derived_meta(str(r["key"]))]
                 with dst._write(f"copy {table.name}") as dconn:
-                    _upsert(dconn, table, [dict(r) for r in part], keys)
+                    _upsert(dconn, table, rows, keys)
         with dst._write(f"copy {table.name}") as dconn:
             _reset_sequence(dconn, table)
+        count = select(func.count()).select_from(table)
+        if table is meta:  # each store's own generation and aggregates are not copied
+            count = count.where(meta.c.key != _GENERATION, ~meta.c.key.startswith(_AGGREGATE, autoescape=True))
         with src._read("count rows") as sconn:
-            n_src = int(sconn.scalar(select(func.count()).select_from(table)) or 0)
+            n_src = int(sconn.scalar(count) or 0)
         with dst._read("count rows") as dconn:
-            n_dst = int(dconn.scalar(select(func.count()).select_from(table)) or 0)
+            n_dst = int(dconn.scalar(count) or 0)
         counts[table.name] = (n_src, n_dst)
-    with dst._write("count the copy as a change"):  # the copied meta held src's generation and aggregates
+    with dst._write("count the copy as a change"):  # dst's own kept aggregates no longer hold
         pass
     return counts
+
+
+def _derived_meta(key: str) -> bool:
+    """Meta rows that describe a store's own rows, not data to copy: its data generation and
+    the aggregates kept at it. Copied, they could set the target's generation back to a value
+    at which an aggregate it kept earlier seems current again."""
+    return key == _GENERATION or key.startswith(_AGGREGATE)
 
 
 # -- the dialect-specific corner ----------------------------------------------------------------

@@ -139,6 +139,24 @@ def test_a_copy_into_a_store_makes_its_kept_aggregates_stale(store: Store, url: 
         assert aggregates(report) == now
 
 
+def test_a_copy_never_sets_the_generation_back_to_where_old_aggregates_look_current(
+    store: Store, url: str, tmp_path: Path
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        other.write_page("jira", [item(9, state=State.DONE, done_at=NOW)], {"9": {"a": 0}}, None, NOW)
+        kept(other)
+        for _ in range(5):  # the target has counted further than the source
+            store.write_page("jira", [item(4)], {}, None, NOW)
+        kept(store)
+        generation = int(store.get_meta("data_generation") or 0)
+        copy_store(other, store)
+    assert int(store.get_meta("data_generation") or 0) > generation
+    assert f'"generation": {generation},' in str(store.get_meta("aggregate:tallies"))  # its own, now stale
+    with Store.open(url) as report:
+        assert aggregates(report) == computed(report)
+        assert computed(report)[0]["a"].total == 3
+
+
 def test_a_pass_that_changed_nothing_keeps_the_aggregates(store: Store, url: str) -> None:
     before = kept(store)
     generation = store.get_meta("data_generation")
@@ -161,6 +179,17 @@ def test_a_pass_that_changed_nothing_keeps_the_aggregates(store: Store, url: str
     behind_okrsyncs_back(url, "UPDATE items SET state = 'done' WHERE id = '2'")
     with Store.open(url) as report:
         assert aggregates(report) == before
+
+
+def test_aggregates_kept_by_another_okrsync_version_are_not_used(
+    store: Store, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept(store)
+    behind_okrsyncs_back(url, "UPDATE items SET state = 'done' WHERE id = '2'")
+    monkeypatch.setattr("syncer.store.__version__", "99.0.0")  # an upgrade may aggregate differently
+    with Store.open(url) as report:
+        assert aggregates(report) == computed(report)
+        assert aggregates(report)[0]["a"].done == 2
 
 
 def test_aggregates_computed_before_a_write_are_not_kept(store: Store) -> None:
