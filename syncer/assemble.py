@@ -83,14 +83,17 @@ def assemble_report(
     # The aggregates are independent reads; SQLite and PostgreSQL run them while Python waits,
     # so two at a time nearly halve a report's wall time on a large store.
     with _reader(store) as background:
-        # The item lists are the longest read (40 key results, 0.6 s at 200k items): submitted
-        # first, half on each reader; a sync's kept aggregates make the other reads short.
+        # The item lists are the longest read (40 key results, 0.6 s at 200k items), in two
+        # halves: one starts at once, the other after the unaligned summary, which is instant
+        # when the last sync kept it (both halves then run side by side) and 0.45 s when not
+        # (then it runs beside the first half instead of waiting behind both).
         kr_configs = [kr for _, kr in config.key_results()]
-        halves = (kr_configs[::2], kr_configs[1::2]) if with_items else ()
-        items_jobs = [background.submit(_all_items, store, half, item_limit) for half in halves if half]
+        halves = [half for half in (kr_configs[::2], kr_configs[1::2]) if half] if with_items else []
+        items_jobs = [background.submit(_all_items, store, halves[0], item_limit)] if halves else []
         summary_job = (prefetched.job(failed) if prefetched is not None else None) or background.submit(
             store.unaligned_summary, cycle.starts_at, cycle.ends_at, ignore, exclude_sources=failed
         )
+        items_jobs += [background.submit(_all_items, store, half, item_limit) for half in halves[1:]]
         history_job = (
             background.submit(store.daily_histories, since=cycle.starts_at, kr_ids=kr_ids) if history else None
         )
