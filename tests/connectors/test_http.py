@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import responses
+import urllib3
 from responses import registries
 
 from connectors.http import HttpClient, HttpPolicy, StatusError
@@ -418,3 +420,80 @@ def test_answers_read_in_one_call_hand_the_connection_back_for_the_next_request(
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+# -- the transport: what Session.request would have merged in, without its per-request cost ------
+
+
+class RecordingAdapter(requests.adapters.HTTPAdapter):
+    """Answers every request with 200 ``{}`` and keeps what the client handed the transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:  # type: ignore[override]
+        self.calls.append((request, kw))
+        raw = urllib3.HTTPResponse(body=io.BytesIO(b"{}"), status=200, preload_content=False)
+        return self.build_response(request, raw)
+
+
+def recording_client(monkeypatch: pytest.MonkeyPatch, **kw: Any) -> tuple[HttpClient, RecordingAdapter]:
+    adapter = RecordingAdapter()
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    client = HttpClient(source="jira", base_url=kw.pop("base_url", "https://jira.example.test"),
+                        headers={"Authorization": f"Bearer {SECRET}"}, session=session, **kw)
+    return client, adapter
+
+
+def test_the_environment_s_proxies_and_ca_bundle_reach_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "github.example.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    client, adapter = recording_client(monkeypatch)
+    client.get_json("rest/api/3/field", params={"a": "1 2"})
+    client.get_json("https://github.example.test/repos/x")
+    (first, first_kw), (second, second_kw) = adapter.calls
+    assert first.url == "https://jira.example.test/rest/api/3/field?a=1+2"
+    assert first.headers["Authorization"] == f"Bearer {SECRET}" and first.headers["Accept"] == "application/json"
+    assert first_kw["proxies"]["https"] == "http://proxy.internal:3128"
+    assert "https" not in second_kw["proxies"]  # NO_PROXY
+    assert first_kw["verify"] == "/etc/ssl/corp.pem" and first_kw["stream"] is True
+    assert first_kw["timeout"] == (client.policy.connect_timeout, client.policy.timeout)
+
+
+def test_a_configured_ca_bundle_is_used_and_verification_stays_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    client, adapter = recording_client(monkeypatch, ca_bundle="/etc/okrsync/ca.pem")
+    client.get_json("x")
+    plain, plain_adapter = recording_client(monkeypatch)
+    plain.get_json("x")
+    assert adapter.calls[0][1]["verify"] == "/etc/okrsync/ca.pem"
+    assert plain_adapter.calls[0][1]["verify"] is True
+
+
+def test_a_session_with_cookies_is_sent_as_session_request_sends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    client, adapter = recording_client(monkeypatch)
+    assert client.session is not None
+    client.session.cookies.set("atlassian.xsrf.token", "abc", domain="jira.example.test")
+    client.get_json("x")
+    assert adapter.calls[0][0].headers["Cookie"] == "atlassian.xsrf.token=abc"
+
+
+@responses.activate
+def test_a_redirect_to_another_host_drops_the_credentials() -> None:
+    other = "http://127.0.0.2:9/elsewhere"
+    responses.add("GET", f"{BASE}/moved", status=301, headers={"Location": other})
+    responses.add("GET", other, json={"ok": True})
+    responses.add("GET", f"{BASE}/renamed", status=301, headers={"Location": f"{BASE}/new-name"})
+    responses.add("GET", f"{BASE}/new-name", json={"same": True})
+    client = make_client(FakeClock())
+    assert client.get_json("moved") == {"ok": True}
+    assert client.get_json("renamed") == {"same": True}
+    sent = {call.request.url: call.request.headers for call in responses.calls}
+    assert "Authorization" not in sent[other]
+    assert sent[f"{BASE}/new-name"]["Authorization"] == f"Bearer {SECRET}"
+    assert client.request_count == 2  # one logical request each, however many hops

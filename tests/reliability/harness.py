@@ -204,7 +204,8 @@ class Sent:
 @dataclass
 class FakeClock:
     """``sleep`` for ``SyncOptions.sleep`` that only advances a number, and a log of every request
-    (with the fake time it was sent at) taken by wrapping ``requests.Session.send``."""
+    (with the fake time it was sent at) taken by wrapping the transport, ``HTTPAdapter.send``
+    (every request, redirect hops included, goes through it)."""
 
     now: float = 0.0
     sleeps: list[float] = field(default_factory=list)
@@ -218,13 +219,14 @@ class FakeClock:
             self.now += seconds
 
     def install(self, monkeypatch: Any) -> FakeClock:
-        original = requests.Session.send
+        original = requests.adapters.HTTPAdapter.send
 
-        def send(session: requests.Session, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        def send(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest,
+                 **kw: Any) -> requests.Response:
             at = self.now
             body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
             try:
-                response = original(session, request, **kw)
+                response = original(adapter, request, **kw)
             except requests.RequestException:
                 with self._lock:
                     self.sent.append(Sent(at, str(request.method), str(request.url), 0, body, dict(request.headers)))
@@ -237,7 +239,7 @@ class FakeClock:
                 self.after(sent)
             return response
 
-        monkeypatch.setattr(requests.Session, "send", send)
+        monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
         return self
 
     def to(self, fragment: str) -> list[Sent]:
