@@ -138,7 +138,7 @@ class HttpClient:
     rate_remaining: int | None = None
     near_limit_signals: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _proxy_cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, str]] = field(
+    _proxy_cache: dict[tuple[str, str, bool, tuple[tuple[str, str], ...]], dict[str, str]] = field(
         default_factory=dict, repr=False
     )
     _started: float = 0.0
@@ -271,30 +271,35 @@ class HttpClient:
         ``Session.request`` spent ~0.6 ms of CPU per request before the adapter was reached
         (the environment's proxy settings read twice, cookie jars merged and copied, hooks):
         ~0.7 s of a 200k full sync's 1 129 requests (bench/RESULTS.md). The request is prepared
-        and sent here with what ``Session.request`` would have merged in: the session's headers,
-        the environment's proxies for the URL and its CA bundle (``trust_env``), the
-        certificate, no netrc (``_headers_as_set``). A redirect goes through
+        and sent here with what ``Session.request`` would have merged in: the session's headers
+        (a ``None`` value removes one) and cookies, the environment's proxies for the URL and its
+        CA bundle (``trust_env``; a source's own ``ca_bundle`` comes first), the certificate, no
+        netrc (``_headers_as_set``). Cookies the tracker sets are kept in the session's jar (a
+        Jira Data Center session, a load balancer's sticky node). A redirect goes through
         ``Session.resolve_redirects``, so its rules stay requests' own (the credentials are
-        dropped on the way to another host). A session that carries cookies, hooks, its own
-        auth or parameters takes ``Session.request`` as before."""
+        dropped on the way to another host). A session with hooks, its own auth or parameters
+        takes ``Session.request``."""
         import requests
 
         session = self.session
         assert session is not None
         timeout = (self.policy.connect_timeout, self.policy.timeout)
-        if session.cookies or session.auth or session.params or any(session.hooks.values()):
+        if session.auth or session.params or any(session.hooks.values()):
             return session.request(method, url, params=params, json=json_body, headers=dict(headers or {}),
                                    timeout=timeout, allow_redirects=True, auth=_headers_as_set, stream=True)
         merged = requests.structures.CaseInsensitiveDict(session.headers)
         merged.update(headers or {})
+        for name in [name for name, value in merged.items() if value is None]:
+            del merged[name]  # as requests' merge_setting: None removes a header
         prepared = requests.Request(method, url, headers=merged, params=params, json=json_body,
-                                    auth=_headers_as_set).prepare()
+                                    cookies=session.cookies, auth=_headers_as_set).prepare()
         verify: Any = session.verify
-        if session.trust_env and (verify is True or verify is None):
+        if session.trust_env and verify is True and not self.ca_bundle:
             verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
         settings: dict[str, Any] = {"stream": True, "timeout": timeout, "verify": verify, "cert": session.cert,
                                     "proxies": self._proxies(prepared.url or url)}
         raw = session.get_adapter(prepared.url or url).send(prepared, **settings)
+        requests.cookies.extract_cookies_to_jar(session.cookies, prepared, raw.raw)  # type: ignore[no-untyped-call]
         if raw.is_redirect:
             hops = list(session.resolve_redirects(raw, prepared, **settings))
             if hops:
@@ -311,7 +316,7 @@ class HttpClient:
         session = self.session
         assert session is not None
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, tuple(sorted(session.proxies.items())))
+        key = (parts.scheme, parts.netloc, session.trust_env, tuple(sorted(session.proxies.items())))
         found = self._proxy_cache.get(key)
         if found is None:
             # As ``Session.merge_environment_settings``: the environment's win over the session's.

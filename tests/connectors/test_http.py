@@ -464,23 +464,39 @@ def test_the_environment_s_proxies_and_ca_bundle_reach_the_transport(monkeypatch
     assert first_kw["timeout"] == (client.policy.connect_timeout, client.policy.timeout)
 
 
-def test_a_configured_ca_bundle_is_used_and_verification_stays_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+def test_a_source_s_own_ca_bundle_comes_before_the_environment_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/env.pem")
     client, adapter = recording_client(monkeypatch, ca_bundle="/etc/okrsync/ca.pem")
     client.get_json("x")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     plain, plain_adapter = recording_client(monkeypatch)
     plain.get_json("x")
     assert adapter.calls[0][1]["verify"] == "/etc/okrsync/ca.pem"
-    assert plain_adapter.calls[0][1]["verify"] is True
+    assert plain_adapter.calls[0][1]["verify"] is True  # verification is never switched off
 
 
-def test_a_session_with_cookies_is_sent_as_session_request_sends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_session_cookies_are_sent_and_a_none_header_removes_one(monkeypatch: pytest.MonkeyPatch) -> None:
     client, adapter = recording_client(monkeypatch)
     assert client.session is not None
     client.session.cookies.set("atlassian.xsrf.token", "abc", domain="jira.example.test")
-    client.get_json("x")
-    assert adapter.calls[0][0].headers["Cookie"] == "atlassian.xsrf.token=abc"
+    client.session.headers["X-Unwanted"] = "1"
+    client.request("GET", "x", headers={"X-Unwanted": None, "If-None-Match": None})  # type: ignore[dict-item]
+    sent = adapter.calls[0][0].headers
+    assert sent["Cookie"] == "atlassian.xsrf.token=abc"
+    assert "X-Unwanted" not in sent and "If-None-Match" not in sent
+
+
+@responses.activate
+def test_cookies_the_tracker_sets_are_sent_back() -> None:
+    # A Jira Data Center session or a load balancer's sticky node lives in a cookie.
+    responses.add("GET", f"{BASE}/a", json={}, headers={"Set-Cookie": "JSESSIONID=s1; Path=/"})
+    responses.add("GET", f"{BASE}/b", json={})
+    client = make_client(FakeClock())
+    client.get_json("a")
+    client.get_json("b")
+    assert "Cookie" not in responses.calls[0].request.headers
+    assert responses.calls[1].request.headers["Cookie"] == "JSESSIONID=s1"
 
 
 @responses.activate
