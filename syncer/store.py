@@ -18,6 +18,7 @@ SQLite that outer transaction holds the write lock from the first write until ``
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -97,6 +98,8 @@ _T = TypeVar("_T")
 
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another writer before giving up."""
+log = logging.getLogger("okrsync.store")
+
 _CHUNK = 500
 """Ids per ``IN (...)`` list: far below SQLite's bound-variable limit."""
 _ROWS = 2000
@@ -1085,18 +1088,23 @@ class Store:
         """Store the aggregates this Store computed (the key results' tallies, the unaligned
         summary) if no write changed items or matches since: the next ``okrsync report`` reads
         them instead of aggregating 200k items again (0.3-0.5 s each). Called after a pass's
-        report; a read-only command never writes them. A no-op on PostgreSQL and in a dry run."""
+        report; a read-only command never writes them. A no-op on PostgreSQL and in a dry run.
+        Only a saving: a store that cannot take them now (another writer holds it past the busy
+        timeout) leaves the next report to aggregate, and the pass that computed them stays ok."""
         fresh, self._fresh = self._fresh, {}
         if not fresh or not self._sqlite or self._dry_run:
             return
-        with self._write("keep aggregates", data=False) as conn:
-            current = int(conn.scalar(select(meta.c.value).where(meta.c.key == _GENERATION)) or 0)
-            rows = [
-                {"key": _AGGREGATE + kind, "value": json.dumps({"generation": gen, "args": args, "value": value})}
-                for kind, (gen, args, value) in sorted(fresh.items())
-                if gen == current
-            ]
-            _upsert(conn, meta, rows, ["key"])
+        try:
+            with self._write("keep aggregates", data=False) as conn:
+                current = int(conn.scalar(select(meta.c.value).where(meta.c.key == _GENERATION)) or 0)
+                rows = [
+                    {"key": _AGGREGATE + kind, "value": json.dumps({"generation": gen, "args": args, "value": value})}
+                    for kind, (gen, args, value) in sorted(fresh.items())
+                    if gen == current
+                ]
+                _upsert(conn, meta, rows, ["key"])
+        except StoreError as exc:
+            log.debug("aggregates not kept: %s", exc)
 
     # -- runs and source status -----------------------------------------------------------------
 

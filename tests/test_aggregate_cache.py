@@ -199,6 +199,22 @@ def test_aggregates_computed_before_a_write_are_not_kept(store: Store) -> None:
     assert store.get_meta("aggregate:tallies") is None and store.get_meta("aggregate:unaligned_summary") is None
 
 
+def test_a_store_that_cannot_take_the_aggregates_leaves_the_pass_ok(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def locked(*args: Any, **kw: Any) -> None:
+        raise OperationalError("INSERT INTO meta", {}, Exception("database is locked"))
+
+    aggregates(store)
+    monkeypatch.setattr("syncer.store._upsert", locked)
+    store.keep_aggregates()  # no exception: keeping them is only a saving
+    monkeypatch.undo()
+    assert store.get_meta("aggregate:tallies") is None
+    assert aggregates(store) == computed(store)
+
+
 def test_a_dry_run_keeps_nothing_and_reads_its_own_writes(store: Store, url: str) -> None:
     kept(store)
     with Store.open(url, dry_run=True) as dry:
