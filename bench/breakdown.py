@@ -6,8 +6,9 @@ sandbox over real loopback HTTP, and charges each stage its own CPU time (``time
 the sandbox runs in other processes):
 
 - **transport floor**: every request the connectors made, sent again through ``http.client``
-  on one keep-alive connection and the body decoded with orjson. No Python client receives and
-  parses these bytes for less; it bounds what any connector change can save.
+  on one keep-alive connection and the body decoded whole with msgspec. No Python client receives
+  and decodes these bytes whole for less; the connectors' body shapes (``connectors.shapes``)
+  decode only the members they read, which costs less than this floor's decode.
 - **HTTP layer**: the same requests as okrsync's ``HttpClient`` sends them (requests, urllib3,
   tenacity, rate-limit bookkeeping, decoding).
 - **mapping**: the connectors' own work around them (tracker JSON -> ``WorkItem``, census, scan
@@ -49,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
+import msgspec  # noqa: E402
 import requests  # noqa: E402
 
 from bench.bytecode import compile_okrsync  # noqa: E402
@@ -200,7 +201,7 @@ def transport_floor(recorded: list[Recorded], book: Breakdown) -> None:
                 answer = conn.getresponse()
                 body = answer.read()
                 if answer.status == 200 and body:
-                    orjson.loads(body)
+                    msgspec.json.decode(body)
     finally:
         for conn in connections.values():
             conn.close()
@@ -287,7 +288,7 @@ def run(size: int, whole: bool, say: Callable[[str], None], folder: Path | None 
         say("breakdown: the same pass, stage by stage, in this process")
         with _watching_http(book, recorded):
             sync_stages(config, book, recorded)
-        say(f"breakdown: {len(recorded)} requests again through http.client + orjson")
+        say(f"breakdown: {len(recorded)} requests again through http.client + msgspec")
         transport_floor(recorded, book)
         say("breakdown: the stored rows again through bare sqlite3")
         sqlite_floor(folder / "stages.db", book)

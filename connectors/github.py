@@ -19,6 +19,7 @@ from pydantic import field_validator
 
 from connectors.base import ConnectorContext, ConnectorPlugin, PublishConfig, RuleConfig, SourceConfig
 from connectors.http import HttpClient
+from connectors.shapes import Named, list_of, members
 from syncer.config import Duration
 from syncer.errors import CompatibilityError, TransientError, VisibilityLostError
 from syncer.model import ItemKind, Page, PlannedWrite, State, WorkItem
@@ -154,6 +155,15 @@ _MAX_PAGES = 100_000
 """Bound on pages followed for one repository (10M issues): a server looping its Link is a bug."""
 _GATE_QUERY: dict[str, str | int] = {"state": "all", "sort": "updated", "direction": "desc", "per_page": _PAGE}
 """The fixed first-page URL of every repository: no ``since``, so the URL and its ETag are stable."""
+ISSUE_MEMBERS = members("GitHubIssue", {
+    "node_id": Any, "id": Any, "number": Any, "repository_url": Any, "html_url": Any, "title": Any,
+    "state": Any, "state_reason": Any, "created_at": Any, "updated_at": Any, "closed_at": Any,
+    "labels": list[Named | str | None] | None, "milestone": members("Milestone", {"title": Any}) | None,
+    "type": Named | None, "pull_request": members("PullRequest", {"merged_at": Any}) | None,
+    "parent_issue_url": Any,
+})  # fmt: skip
+"""What ``_scan_repo`` and ``to_work_item`` read of a listed issue: nothing else is decoded."""
+_ISSUE_LIST = list_of(ISSUE_MEMBERS)
 _EXCLUDED_REASONS = {"not_planned", "duplicate"}
 _DONE_REASONS = {"completed", None}
 _REPO_URL = re.compile(r"/repos/([^/]+)/([^/]+?)/?$")
@@ -317,7 +327,7 @@ class GitHubConnector:
             if url is None:
                 return
             response = self.http.request(
-                "GET", url, params=params, headers=headers, parse_json=True, accept=(403, 404, 410)
+                "GET", url, params=params, headers=headers, shape=_ISSUE_LIST, accept=(403, 404, 410)
             )
             if response.status in (403, 404, 410):
                 raise _RepoGone(_gone_reason(response.status))

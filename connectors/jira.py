@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from connectors.base import ConnectorContext, ConnectorPlugin, PublishConfig, RuleConfig, SourceConfig
 from connectors.http import HttpClient, StatusError
+from connectors.shapes import BodyShape, Named, members, object_with_list
 from syncer.config import Duration
 from syncer.errors import CompatibilityError, SourceError, TransientError, VisibilityLostError
 from syncer.model import ItemKind, Page, PlannedWrite, State, WorkItem
@@ -568,7 +570,7 @@ class JiraConnector:
                     "POST",
                     "rest/api/3/issue/bulkfetch",
                     json_body={"issueIdsOrKeys": chunk, "fields": list(self._fields(meta))},
-                    parse_json=True,
+                    shape=_issues_shape(self._fields(meta)),
                 ).json_body
             except StatusError as exc:
                 if exc.status == 400 and size > 100:
@@ -748,7 +750,9 @@ class JiraConnector:
         }
         seen_tokens: set[str] = set()
         for _ in range(_MAX_PAGES):
-            response = self.http.request("POST", "rest/api/3/search/jql", json_body=body, parse_json=True)
+            response = self.http.request(
+                "POST", "rest/api/3/search/jql", json_body=body, shape=_issues_shape(tuple(body["fields"]))
+            )
             scan.note_response(response.headers)
             data = response.json_body
             if not isinstance(data, dict) or not isinstance(data.get("issues", []), list):
@@ -785,7 +789,9 @@ class JiraConnector:
                 "maxResults": page_size,
                 "fields": wanted,
             }
-            response = self.http.request("POST", "rest/api/2/search", json_body=body, parse_json=True)
+            response = self.http.request(
+                "POST", "rest/api/2/search", json_body=body, shape=_issues_shape(tuple(wanted))
+            )
             scan.note_response(response.headers)
             data = response.json_body
             if not isinstance(data, dict) or not isinstance(data.get("issues", []), list):
@@ -833,7 +839,7 @@ class JiraConnector:
             kind = ItemKind.EPIC
         else:
             kind = ItemKind.ISSUE
-        if not issuetype:
+        if not issuetype.keys() & _TYPE_READ:  # judged by what is read of it, as a shaped answer holds
             unknown.append("issuetype")
         resolution = _obj(fields.get("resolution")).get("name")
         resolution = str(resolution) if resolution else None
@@ -873,7 +879,7 @@ class JiraConnector:
                 parent_key, parent_id = str(link["key"]), str(link.get("id") or "") or None
         project = _obj(fields.get("project"))
         container = str(project.get("key") or (key.rsplit("-", 1)[0] if "-" in key else ""))
-        if not project:
+        if "key" not in project:
             unknown.append("project")
         return WorkItem(
             source=self.name,
@@ -1063,6 +1069,33 @@ def _or_without_tree(
 
 def _replace_scope(item: WorkItem, in_scope: bool) -> WorkItem:
     return item if item.in_scope == in_scope else item._replace(in_scope=in_scope)
+
+
+_TYPE_READ = frozenset({"name", "subtask", "hierarchyLevel"})
+_FIELD_SHAPES: dict[str, Any] = {
+    "status": members("Status", {"name": Any, "statusCategory": members("StatusCategory", {"key": Any}) | None}) | None,
+    "issuetype": members("IssueType", dict.fromkeys(sorted(_TYPE_READ), Any)) | None,
+    "project": members("Project", {"key": Any}) | None,
+    "resolution": Named | None,
+    "parent": members("Parent", {"id": Any, "key": Any}) | None,
+    "components": list[Named | str | None] | None,
+    "fixVersions": list[Named | str | None] | None,
+}
+"""What ``to_item`` reads of the fields that are objects; any other field is kept whole."""
+
+
+def issue_members(field_ids: tuple[str, ...]) -> Any:
+    """What the connector reads of an issue asked for ``field_ids``: its id, key and those fields."""
+    fields = members("JiraFields", {name: _FIELD_SHAPES.get(name, Any) for name in field_ids})
+    return members("JiraIssue", {"id": Any, "key": Any, "fields": fields | None})
+
+
+@functools.lru_cache(maxsize=32)
+def _issues_shape(field_ids: tuple[str, ...]) -> BodyShape:
+    """A search or bulkfetch answer asked for ``field_ids`` with each issue decoded to
+    ``issue_members`` (``connectors.shapes``); the rest of the answer is kept whole. An issue
+    object is ~2 KB of JSON, of which the mapping reads ~300 bytes."""
+    return object_with_list("issues", issue_members(field_ids))
 
 
 def _obj(value: Any) -> dict[str, Any]:

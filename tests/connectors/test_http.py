@@ -112,7 +112,7 @@ def test_truncated_json_every_time_fails_the_source() -> None:
 
 @responses.activate
 def test_json_the_fast_decoder_refuses_is_read_as_the_standard_library_reads_it() -> None:
-    # orjson refuses NaN and a lone surrogate; Python's json (and so requests, and the trackers'
+    # msgspec (like orjson) refuses NaN and a lone surrogate; Python's json (and so requests, and the trackers'
     # own clients) accepts both. The answer is data, not a fault: one request, no retry.
     responses.add("GET", f"{BASE}/x", body='{"points": NaN, "title": "a\\ud800b", "n": 1}',
                   content_type="application/json")
