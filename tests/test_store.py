@@ -496,8 +496,9 @@ def test_analyze_gives_sqlite_statistics_for_items_and_a_by_id_read_its_key(tmp_
 
 
 def _item_indexes(s: Store) -> set[str]:
+    """The indexes of ``items`` and ``matches`` (the two tables a first load fills)."""
     with s._read("list indexes") as conn:
-        return {str(ix["name"]) for ix in inspect(conn).get_indexes("items")}
+        return {str(ix["name"]) for table in ("items", "matches") for ix in inspect(conn).get_indexes(table)}
 
 
 def test_a_first_load_defers_the_read_only_index_and_builds_it_after(store_url: str) -> None:
@@ -505,18 +506,21 @@ def test_a_first_load_defers_the_read_only_index_and_builds_it_after(store_url: 
         if s.dialect == "postgresql":  # shared by workers and roles: never dropped there
             assert not s.defer_indexes_if_empty() and "ix_items_updated" in _item_indexes(s)
             return
+        deferred = {"ix_items_updated", "ix_matches_kr"}
         assert s.defer_indexes_if_empty()
-        assert "ix_items_updated" not in _item_indexes(s) and s.deferred_indexes_left()
-        s.write_page("jira", [item(n, updated_at=NOW - timedelta(minutes=100 - n)) for n in range(1, 30)], {},
-                     None, NOW)
+        assert not deferred & _item_indexes(s) and s.deferred_indexes_left()
+        s.write_page("jira", [item(n, updated_at=NOW - timedelta(minutes=100 - n)) for n in range(1, 30)],
+                     {str(n): {"KR-1": 0} for n in range(1, 30, 2)}, None, NOW)
+        s.replace_matches("jira", {"3": {"KR-2": 1}})  # a write that replaces matches needs no deferred index
         assert not s.defer_indexes_if_empty(), "a store with items keeps its indexes"
         s.build_deferred_indexes()
-        assert "ix_items_updated" in _item_indexes(s) and not s.deferred_indexes_left()
+        assert deferred <= _item_indexes(s) and not s.deferred_indexes_left()
         with s._read("statistics") as conn:
             analyzed = set(conn.exec_driver_sql("SELECT idx FROM sqlite_stat1").scalars())
-        assert "ix_items_updated" in analyzed, "built, then analyzed with the loaded rows"
+        assert deferred <= analyzed, "built, then analyzed with the loaded rows"
         s.build_deferred_indexes()  # idempotent
-        assert [i.key for i in s.unaligned(START, END, (), limit=2)] == ["P-29", "P-28"]  # newest first
+        assert [i.key for i in s.unaligned(START, END, (), limit=2)] == ["P-28", "P-26"]  # newest first
+        assert len(s.kr_item_letters(["KR-1"])["KR-1"]) == 14 and set(s.kr_item_letters(["KR-2"])["KR-2"]) == {"3"}
 
 
 def test_a_store_left_with_deferred_indexes_is_read_as_is(tmp_path: Path) -> None:
@@ -528,7 +532,7 @@ def test_a_store_left_with_deferred_indexes_is_read_as_is(tmp_path: Path) -> Non
     with Store.open(url, dry_run=True) as dry:
         assert not dry.deferred_indexes_left() and not dry.defer_indexes_if_empty(), "a dry run builds nothing"
     with Store.open(url) as s:
-        assert "ix_items_updated" not in _item_indexes(s) and s.deferred_indexes_left()
+        assert not {"ix_items_updated", "ix_matches_kr"} & _item_indexes(s) and s.deferred_indexes_left()
         assert [i.key for i in s.unaligned(START, END, ())] == ["P-1"]
 
 
