@@ -52,6 +52,7 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 import requests  # noqa: E402
+import requests.adapters  # noqa: E402
 
 from bench.bytecode import compile_okrsync  # noqa: E402
 from bench.run import TIME, Sandbox, measure  # noqa: E402
@@ -75,6 +76,8 @@ class Breakdown:
     size: int
     issues: int = 0
     requests: int = 0
+    replayed: int = 0
+    """Requests the transport floor sent again: every one the connectors made, or the floor is void."""
     cpu: dict[str, float] = field(default_factory=dict)
     whole_cpu: float | None = None
     whole_wall: float | None = None
@@ -106,24 +109,26 @@ def _timed(book: Breakdown, stage: str) -> Iterator[None]:
 def _watching_http(book: Breakdown, recorded: list[Recorded]) -> Iterator[None]:
     """Charge every ``HttpClient.request`` to the HTTP layer and note what went on the wire."""
     original_request = HttpClient.request
-    original_send = requests.Session.send
+    # Every hop goes through the transport adapter (``HttpClient`` hands prepared requests to it
+    # directly since e4c9d83; watching ``Session.send`` saw none of them after that).
+    original_send = requests.adapters.HTTPAdapter.send
 
     def request(self: HttpClient, *args: Any, **kwargs: Any) -> Any:
         with _timed(book, "HTTP layer"):
             return original_request(self, *args, **kwargs)
 
-    def send(self: requests.Session, prepared: requests.PreparedRequest, **kwargs: Any) -> Any:
+    def send(self: requests.adapters.HTTPAdapter, prepared: requests.PreparedRequest, **kwargs: Any) -> Any:
         body = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
         recorded.append(Recorded(str(prepared.method), str(prepared.url), dict(prepared.headers), body))
         return original_send(self, prepared, **kwargs)
 
     HttpClient.request = request  # type: ignore[method-assign]
-    requests.Session.send = send  # type: ignore[method-assign, assignment]
+    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign, assignment]
     try:
         yield
     finally:
         HttpClient.request = original_request  # type: ignore[method-assign]
-        requests.Session.send = original_send  # type: ignore[method-assign]
+        requests.adapters.HTTPAdapter.send = original_send  # type: ignore[method-assign]
 
 
 def _timed_pages(pages: Iterator[Any], book: Breakdown) -> Iterator[Any]:
@@ -288,7 +293,10 @@ def run(size: int, whole: bool, say: Callable[[str], None], folder: Path | None 
         say("breakdown: the same pass, stage by stage, in this process")
         with _watching_http(book, recorded):
             sync_stages(config, book, recorded)
-        say(f"breakdown: {len(recorded)} requests again through http.client + msgspec")
+        book.replayed = len(recorded)
+        if book.replayed != book.requests:
+            raise RuntimeError(f"breakdown: {book.replayed} of {book.requests} requests were seen on the wire")
+        say(f"breakdown: {book.replayed} requests again through http.client + msgspec")
         transport_floor(recorded, book)
         say("breakdown: the stored rows again through bare sqlite3")
         sqlite_floor(folder / "stages.db", book)

@@ -47,6 +47,7 @@ def test_the_cpu_breakdown_runs_every_stage_of_a_full_sync_and_stores_every_issu
     assert book.issues == 500, rendered
     # The same requests as the bench's full sync: 100 GitHub pages and the Jira floor's few.
     assert 100 < book.requests < 110, rendered
+    assert book.replayed == book.requests, "the transport floor sends every request again"
     assert set(book.cpu) == set(STAGES) and all(seconds > 0 for seconds in book.cpu.values()), rendered
     store = Store.open(f"sqlite:///{tmp_path / 'stages.db'}")
     try:
