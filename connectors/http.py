@@ -336,14 +336,16 @@ class HttpClient:
 
     def _decode(self, raw: requests.Response, decode: BodyShape) -> Any:
         content = raw.content
+        # msgspec's errors are ValueErrors from 0.21 on (the floor in pyproject.toml); named as
+        # well, so that an older msgspec in a user's environment still falls back.
         if decode is not _loads:
             try:
                 return decode(content)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, msgspec.MsgspecError):
                 pass  # drift the shape does not declare: decoded whole, as the mapping expects
         try:
             return _loads(content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, msgspec.MsgspecError):
             pass
         try:  # what msgspec refuses and the standard library takes (NaN, a lone surrogate)
             return json.loads(content)
