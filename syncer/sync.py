@@ -46,7 +46,7 @@ from typing import Any
 import connectors
 from connectors.base import Connector, ConnectorContext, RuleConfig
 from connectors.http import HttpPolicy, redact
-from syncer.backfill import RECONSTRUCTIBLE, reconstruct_days
+from syncer.backfill import RECONSTRUCTIBLE, DayGroup, reconstruct_days
 from syncer.config import Config, parse_duration
 from syncer.errors import ConfigError, RateLimitedError, SourceError, SyncBusyError
 from syncer.matching import CompiledRule, RuleIndex, build_index, compile_rules, match_item
@@ -184,6 +184,7 @@ def run_once(
     outcomes: list[SourceOutcome] = []
     timings: dict[str, tuple[datetime, datetime]] = {}
     connectors_by_name: dict[str, Connector] = {}
+    fresh = False  # the store held no items when this pass began (set below, before any source runs)
     try:
         if upfront:
             _rematch_if_rules_changed(config, store, index)
@@ -192,7 +193,9 @@ def run_once(
             begun = now()
             _log_source(options, "source sync started", name)
             try:
-                outcome, connector = _sync_source(config, store, name, index, options, now, factory, renewer)
+                outcome, connector = _sync_source(
+                    config, store, name, index, options, now, factory, renewer, fresh=fresh
+                )
             finally:
                 if not upfront:
                     renewer.discard(name)
@@ -204,7 +207,7 @@ def run_once(
         done: list[tuple[str, SourceOutcome, Connector | None]] = []
         # A first sync into an empty store loads every row: indexes only reads use are built
         # once afterwards (Store.defer_indexes_if_empty). Not with workers sharing the store.
-        deferred = upfront and store.defer_indexes_if_empty()
+        deferred = fresh = upfront and store.defer_indexes_if_empty()
         if not deferred and store.deferred_indexes_left():
             store.build_deferred_indexes()  # the first sync died before it built them
         try:
@@ -242,7 +245,9 @@ def run_once(
         at = now()
         krs = compute_key_results(config, store, at, failed_sources=failed)
         latest = store.latest_snapshots(letters=True)
-        item_states = store.snapshot_item_maps(krs, latest, run_id)
+        first = _first_passes(store, krs, run_id)
+        maps = store.snapshot_item_maps(krs, latest, run_id, days_for=first)
+        item_states = maps.letters
         changes = _changes(latest, krs, item_states)
         wrote = True
         if options.snapshot_window is None:
@@ -254,7 +259,7 @@ def run_once(
             if not wrote:
                 log.debug("snapshot skipped: another worker wrote this round's within %s", options.snapshot_window)
         if wrote:  # only the round's snapshot writer: two workers would race on the same backfill rows
-            _backfill_first_passes(config, store, krs, run_id, at)
+            _backfill_first_passes(config, store, first, maps.days, at)
 
         writes = plan_writes(config, store, krs, at, failed_sources=failed)
         write_errors: list[str] = []
@@ -323,9 +328,14 @@ def _sync_source(
     now: Callable[[], datetime],
     factory: ConnectorFactory,
     renewer: _Renewer,
+    *,
+    fresh: bool = False,
 ) -> tuple[SourceOutcome, Connector | None]:
     """Fetch and store one source. Every write checks, in its own transaction, that this worker
-    still holds the source's lease; once lost, nothing more is written (``LeaseLostError``)."""
+    still holds the source's lease; once lost, nothing more is written (``LeaseLostError``).
+
+    ``fresh``: the store held no items when the pass began, so every stored item is one this
+    pass wrote, which it saw: the census has nothing to retire and is not compared."""
     source_config = config.sources[name]
     status = store.source_status().get(name, {})
     outcome = SourceOutcome(name=name, full=options.full)
@@ -369,7 +379,8 @@ def _sync_source(
                 _flush(store, name, pending, index, members, options, now, renewer)
                 with store.transaction():
                     _hold(store, name, options, now, renewer)
-                    outcome.retired += _finish_source(store, name, page, index, members, source_config, now())
+                    seen = None if fresh else page.census
+                    outcome.retired += _finish_source(store, name, page, seen, index, members, source_config, now())
                 members = store.get_members(name)
             if options.on_progress:
                 options.on_progress(name, outcome.fetched, False)
@@ -456,12 +467,14 @@ def _finish_source(
     store: Store,
     name: str,
     page: Any,
+    seen: frozenset[str] | None,
     index: RuleIndex,
     members: Mapping[str, frozenset[str]],
     source_config: Any,
     at: datetime,
 ) -> int:
-    """The last page: items, member sets, rematches, census retirement and cursor, atomically."""
+    """The last page: items, member sets, rematches, retirement of what ``seen`` (the census)
+    lacks, and the cursor, atomically."""
     retired = 0
     with store.transaction():
         updates = _member_updates(members, page.members, page.members_scope)
@@ -475,8 +488,8 @@ def _finish_source(
             batch = store.items_by_ids(name, stale_ids[start : start + _REMATCH_BATCH])
             store.replace_matches(name, {item.id: match_item(item, index, merged) for item in batch})
         store.link_parents(name)
-        if page.census is not None:
-            retired = store.retire_missing(name, page.census, at, guard=source_config.retire_guard)
+        if seen is not None:
+            retired = store.retire_missing(name, seen, at, guard=source_config.retire_guard)
         if page.cursor is not None:
             store.set_cursor(name, page.cursor)
     return retired
@@ -571,28 +584,34 @@ _DONE = "d"
 """``State.DONE`` in a snapshot's item map (``syncer.store._STATE_LETTER``)."""
 
 
-def _backfill_first_passes(
-    config: Config, store: Store, krs: Mapping[str, Any], run_id: int, at: datetime
-) -> None:
-    """A key result's first pass rebuilds its past days from item dates (see ``syncer.backfill``)."""
+def _first_passes(store: Store, krs: Mapping[str, Any], run_id: int) -> list[str]:
+    """Key results whose history this pass rebuilds: reconstructible, fresh, never rebuilt
+    before and without a snapshot from an earlier run (their first pass)."""
     done = store.backfilled()
-    wanted = [
+    return [
         kr_id for kr_id, kr in krs.items()
         if kr.metric in RECONSTRUCTIBLE and not kr.stale and kr_id not in done
         and store.previous_snapshot(kr_id, before_run=run_id) is None
-    ]
-    if not wanted:
-        return
+    ]  # fmt: skip
+
+
+def _backfill_first_passes(
+    config: Config, store: Store, wanted: Sequence[str], days: Mapping[str, list[DayGroup]] | None, at: datetime
+) -> None:
+    """A key result's first pass rebuilds its past days from item dates (see ``syncer.backfill``).
+
+    ``days``: the day groups read with the snapshot's maps (``Store.snapshot_item_maps``), or
+    ``None`` to read them here."""
     for start in range(0, len(wanted), _BACKFILL_GROUP):
         # A few key results at a time: every counted item's dates at once were ~20 MB at 200k
         # items, on top of the pass's peak (grouped by day they are a quarter of that now).
         group = wanted[start : start + _BACKFILL_GROUP]
-        days = store.kr_item_days(group)
+        found = days if days is not None else store.kr_item_days(group)
         for kr_id in group:
-            found = config.key_result(kr_id)
-            if found is not None:
-                store.write_backfill(kr_id, reconstruct_days(found[1], days.get(kr_id, []), config.cycle, at))
-        del days
+            kr = config.key_result(kr_id)
+            if kr is not None:
+                store.write_backfill(kr_id, reconstruct_days(kr[1], found.get(kr_id, []), config.cycle, at))
+        del found
 
 
 # -- rules, leases, state ---------------------------------------------------------------------

@@ -976,7 +976,7 @@ def _pass(store: Store, n: int, kr_ids: list[str], change: Any) -> tuple[dict[st
         run = store.begin_run(NOW + timedelta(minutes=n), full=False, dry_run=False, worker="w")
         change()
         latest = store.latest_snapshots(letters=True)
-        maps = store.snapshot_item_maps(kr_ids, latest, run)
+        maps = store.snapshot_item_maps(kr_ids, latest, run).letters
         store.write_snapshots(run, NOW + timedelta(minutes=n), [kr(k, 1.0, 0, 1) for k in kr_ids], maps, letters=True)
         store.finish_run(run, NOW + timedelta(minutes=n, seconds=1), "ok", 0, {})
     finally:
@@ -1140,3 +1140,33 @@ def test_item_days_group_counted_items_by_utc_day_and_leave_out_what_is_not_coun
     by_item = day_groups([(i.created_at, i.done_at, i.state is State.DONE, i.points) for i in written[:4]])
     assert sum(g[3] for g in found["a"]) == len(by_item)
     assert sum(g[4] for g in found["a"]) == sum(g[4] for g in by_item)
+
+
+def test_maps_read_with_day_groups_hold_what_the_two_separate_reads_give(store: Store) -> None:
+    # A first pass reads the snapshot's letters and the history's day groups in one join; both
+    # must be exactly what kr_item_letters and kr_item_days return, on either database.
+    import random
+
+    rng = random.Random(7)
+    states = [State.TODO, State.IN_PROGRESS, State.DONE, State.UNKNOWN]
+    written, wanted = [], {}
+    for n in range(400):
+        created = NOW - timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 1439)) if rng.random() > 0.1 else None
+        state = rng.choice(states)
+        done_at = NOW - timedelta(days=rng.randint(0, 30), hours=rng.randint(0, 23)) if rng.random() > 0.3 else None
+        written.append(item(n, state=state, created_at=created, done_at=done_at,
+                            points=rng.choice([None, 0.5, 1.0, 2.0, 3.0, 8.0]), excluded=rng.random() < 0.1,
+                            kind=ItemKind.SUBTASK if rng.random() < 0.1 else ItemKind.ISSUE))
+        wanted[str(n)] = {k: 0 for k in ("a", "b", "c", "d") if rng.random() < 0.4}
+    store.write_page("jira", written, wanted, None, NOW)
+    store.retire_missing("jira", {str(n) for n in range(0, 400, 2)} | {str(n) for n in range(1, 40, 2)}, NOW, guard=1.0)
+    run = store.begin_run(NOW, full=True, dry_run=False, worker="w")
+    maps = store.snapshot_item_maps(["a", "b", "c", "d", "e"], {}, run, days_for=["a", "c", "e"])
+    assert maps.letters == store.kr_item_letters(["a", "b", "c", "d", "e"])
+    assert maps.days is not None and set(maps.days) == {"a", "c"}  # "e" matches nothing, "b" was not asked
+    separate = store.kr_item_days(["a", "c", "e"])
+    for kr_id in ("a", "c"):
+        assert sorted(maps.days[kr_id], key=str) == sorted(separate[kr_id], key=str)
+        assert sum(g[3] for g in maps.days[kr_id]) == len(maps.letters[kr_id]) > 50
+    without = store.snapshot_item_maps(["a", "b"], {}, run)
+    assert without.days is None and without.letters == {k: maps.letters[k] for k in ("a", "b")}

@@ -186,6 +186,53 @@ def test_census_retires_vanished_items_but_a_mass_disappearance_fails_the_source
     assert store.latest_snapshots()["jira-epic"]["stale"]
 
 
+def test_a_first_sync_into_an_empty_store_compares_no_census_and_the_next_full_pass_does(store: Store) -> None:
+    trackers = Trackers()
+    calls: list[tuple[str, int]] = []
+    real = store.retire_missing
+
+    def watching(source: str, seen_ids: Any, now: datetime, **kwargs: Any) -> int:
+        calls.append((source, len(seen_ids)))
+        return real(source, seen_ids, now, **kwargs)
+
+    store.retire_missing = watching  # type: ignore[method-assign]
+    result = sync(config(), store, trackers, full=True)
+    assert result.exit_code == 0 and calls == [], "every stored item was written, and seen, by this pass"
+    assert [o.retired for o in result.outcomes] == [0, 0] and store.count_items("jira") == 7
+    trackers.jira.items = [i for i in trackers.jira.items if i.id != "jira-3"]
+    result = sync(config(), store, trackers, full=True)
+    assert sorted(calls) == [("github", 5), ("jira", 6)]
+    assert result.outcomes[0].retired == 1 and store.latest_snapshots()["jira-epic"]["current"] == 50
+
+
+def test_a_first_pass_rebuilds_history_from_the_day_groups_read_with_the_snapshot_maps(store: Store) -> None:
+    from syncer.backfill import reconstruct_days
+
+    trackers = Trackers()
+    trackers.github.items = [
+        i._replace(created_at=NOW - timedelta(days=n * 10)) for n, i in enumerate(trackers.github.items)
+    ]
+    rebuilt: dict[str, Any] = {}
+    separate_reads: list[list[str]] = []
+    real_days = store.kr_item_days
+    real_write = store.write_backfill
+    store.kr_item_days = lambda ids: separate_reads.append(list(ids)) or real_days(ids)  # type: ignore[method-assign]
+    store.write_backfill = lambda kr_id, points: rebuilt.update({kr_id: list(points)}) or real_write(kr_id, points)  # type: ignore[method-assign]
+    cfg = config()
+    assert sync(cfg, store, trackers, full=True).exit_code == 0
+    assert separate_reads == [], "the day groups came with the snapshot's maps"
+    assert set(rebuilt) == {"jira-epic", "gh-bugs", "both"}
+    for kr_id, points in rebuilt.items():
+        kr = cfg.key_result(kr_id)
+        assert kr is not None
+        assert points == reconstruct_days(kr[1], real_days([kr_id]).get(kr_id, []), CYCLE, NOW)
+    assert any(p.current > 0 for p in rebuilt["jira-epic"]), "a history with something in it"
+    assert [p.total for p in rebuilt["gh-bugs"]][::7][:4] == [0, 0, 0, 0] and rebuilt["gh-bugs"][-1].total == 2
+    rebuilt.clear()
+    sync(cfg, store, trackers)
+    assert rebuilt == {} and separate_reads == [], "a key result's history is rebuilt on its first pass only"
+
+
 def test_dry_run_writes_nothing_to_the_store(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'okrsync.db'}"
     trackers = Trackers()
