@@ -175,16 +175,22 @@ def _json_list(values: tuple[str, ...]) -> str:
 def _item_values(item: WorkItem, now_text: str) -> tuple[Any, ...]:
     """One items row in ``_ITEM_ALL`` order, already in its stored form (times as
     ``format_utc`` text, lists as JSON): the DBAPI binds it without SQLAlchemy's per-value
-    processors (at 200k items those were a third of the write cost)."""
-    created, done = item.created_at, item.done_at
+    processors (at 200k items those were a third of the write cost).
+
+    The item is unpacked in one step (it is a tuple) rather than read field by field, and the
+    enums' text taken as ``_value_`` (``.value`` is a property): 3.3-3.6 -> 3.0 us per item."""
+    (
+        source, item_id, key, title, url, kind, state, updated, container, issue_type, created, done,
+        excluded, resolution, points, labels, components, milestone, fix_versions, parent_key, parent_id,
+        status_name, in_scope, unknown,
+    ) = item  # fmt: skip
     return (
-        item.source, item.id, item.key, item.title, item.url, item.kind.value, item.state.value,
-        item.issue_type, item.container,
-        None if created is None else format_utc(created), format_utc(item.updated_at),
+        source, item_id, key, title, url, kind._value_, state._value_, issue_type, container,
+        None if created is None else format_utc(created), format_utc(updated),
         None if done is None else format_utc(done),
-        item.excluded, item.resolution, item.points, _json_list(item.labels), _labels_blob(item.labels),
-        _json_list(item.components), item.milestone, _json_list(item.fix_versions), item.parent_key,
-        item.parent_id, item.status_name, item.in_scope, _json_list(item.unknown_fields),
+        excluded, resolution, points, _json_list(labels), _labels_blob(labels),
+        _json_list(components), milestone, _json_list(fix_versions), parent_key,
+        parent_id, status_name, in_scope, _json_list(unknown),
         None, now_text, now_text,
     )  # fmt: skip
 

@@ -1170,3 +1170,28 @@ def test_maps_read_with_day_groups_hold_what_the_two_separate_reads_give(store: 
         assert sum(g[3] for g in maps.days[kr_id]) == len(maps.letters[kr_id]) > 50
     without = store.snapshot_item_maps(["a", "b"], {}, run)
     assert without.days is None and without.letters == {k: maps.letters[k] for k in ("a", "b")}
+
+
+def test_an_items_row_puts_every_field_of_the_item_in_its_own_column() -> None:
+    # _item_values unpacks the item by position: a field added or moved in WorkItem must not
+    # land in another column unnoticed.
+    from syncer.store_schema import format_utc
+
+    full = item(
+        "id-1", source="src", key="K-1", title="t", url="u", kind=ItemKind.EPIC, state=State.DONE,
+        updated_at=NOW, container="C", issue_type="Epic", created_at=NOW - timedelta(days=2),
+        done_at=NOW - timedelta(days=1), excluded=True, resolution="Done", points=2.5, labels=("A", "b"),
+        components=("comp",), milestone="m", fix_versions=("v1",), parent_key="P-0", parent_id="p0",
+        status_name="Closed", in_scope=False, unknown_fields=("x",),
+    )
+    assert len(WorkItem._fields) == 24, "a new WorkItem field needs its column in _item_values"
+    row = dict(zip(store_module._ITEM_ALL, store_module._item_values(full, "NOW"), strict=True))
+    assert row == {
+        "source": "src", "id": "id-1", "key": "K-1", "title": "t", "url": "u", "kind": "epic", "state": "done",
+        "issue_type": "Epic", "container": "C", "created_at": format_utc(NOW - timedelta(days=2)),
+        "updated_at": format_utc(NOW), "done_at": format_utc(NOW - timedelta(days=1)), "excluded": True,
+        "resolution": "Done", "points": 2.5, "labels": '["A", "b"]', "labels_lc": store_module._labels_blob(("A", "b")),
+        "components": '["comp"]', "milestone": "m", "fix_versions": '["v1"]', "parent_key": "P-0",
+        "parent_id": "p0", "status_name": "Closed", "in_scope": False, "unknown_fields": '["x"]',
+        "retired_at": None, "first_seen_at": "NOW", "last_seen_at": "NOW",
+    }
