@@ -205,6 +205,26 @@ def test_a_first_sync_into_an_empty_store_compares_no_census_and_the_next_full_p
     assert result.outcomes[0].retired == 1 and store.latest_snapshots()["jira-epic"]["current"] == 50
 
 
+def test_an_incremental_pass_into_an_empty_store_still_compares_its_census(store: Store) -> None:
+    # A store can be empty and still hold a cursor (the first pass found nothing). The next pass
+    # is then incremental, and its census is taken apart from the changes (Jira: after them): an
+    # item that left the scope in between must still be retired (a review finding).
+    class CensusAfterTheChanges(MemoryConnector):
+        def fetch(self, cursor: Any, *, full: bool, census: bool, rules: Any) -> Iterator[Page]:
+            for page in super().fetch(cursor, full=full, census=census, rules=rules):
+                if page.census is not None:
+                    page = Page(items=page.items, cursor=page.cursor, census=page.census - {"jira-3"})
+                yield page
+
+    trackers = Trackers()
+    trackers.jira, trackers.github.items = CensusAfterTheChanges("jira", []), []
+    assert sync(config(), store, trackers, full=True).exit_code == 0
+    assert store.count_items("jira") == 0 and store.get_cursor("jira") is not None
+    trackers.jira.items = [item("jira", n) for n in (1, 2, 3)]
+    result = sync(config(), store, trackers, census=True)
+    assert [o.retired for o in result.outcomes] == [1, 0] and store.count_items("jira") == 2
+
+
 def test_a_first_pass_rebuilds_history_from_the_day_groups_read_with_the_snapshot_maps(store: Store) -> None:
     from syncer.backfill import reconstruct_days
 
