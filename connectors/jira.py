@@ -257,6 +257,11 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _days_before(ms: int, days: int) -> str:
+    """``YYYY-MM-DD`` of the UTC day ``days`` before the one holding ``ms``."""
+    return (datetime.fromtimestamp(ms / 1000, UTC).date() - timedelta(days=days)).isoformat()
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -993,9 +998,16 @@ class _Scan:
         # After members-first rule queries, a version from the scan's start on may postdate
         # them: the next pass must see it as a change and ask the rules about it.
         ceiling = self.start_ms - _DATE_RESOLUTION_MS if self.members_first and self.start_ms is not None else None
+        # With the server's clock known, the newest update is not needed (``cursor_ms``), and an
+        # update whose own date is two days before the floor's UTC date is before the floor
+        # whatever its offset: not parsed (a full pass's 100k, ~1 us each, nearly all old).
+        old = _days_before(floor, 2) if floor is not None else None
         for raw in issues:
             fields = raw.get("fields")
-            when = parse_jira_time(fields.get("updated")) if isinstance(fields, dict) else None
+            text = fields.get("updated") if isinstance(fields, dict) else None
+            if old is not None and isinstance(text, str) and text[4:5] == "-" and text[:10] < old:
+                continue
+            when = parse_jira_time(text)
             if when is not None:
                 ms = _ms(when)
                 if (floor is None or ms >= floor) and (ceiling is None or ms < ceiling):

@@ -82,3 +82,53 @@ def test_data_center_epic_link_sub_task_and_wont_do() -> None:
 )
 def test_jira_times_become_aware_utc(text: str | None, expected: datetime | None) -> None:
     assert parse_jira_time(text) == expected
+
+
+def test_a_scan_notes_the_same_versions_whether_or_not_it_skips_the_old_ones_unparsed() -> None:
+    # note_items skips, without parsing, an update dated two days before the floor's UTC day:
+    # for any offset and spelling it must remember exactly what parsing every one remembered.
+    from datetime import timedelta, timezone
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from connectors import jira as jira_module
+
+    start = datetime(2026, 11, 20, 0, 30, tzinfo=UTC)
+    offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+
+    def spelled(moment: datetime, style: int) -> str:
+        if style == 0:  # Jira's own: 2026-11-02T10:15:30.000+0100
+            return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}" + moment.strftime("%z")
+        if style == 1:
+            return moment.isoformat()
+        return " " + moment.isoformat() if style == 2 else moment.strftime("%Y%m%dT%H%M%S%z")
+
+    updates = st.tuples(st.integers(-5 * 24 * 60, 60), offsets, st.integers(0, 3)).map(
+        lambda t: spelled((start + timedelta(minutes=t[0])).astimezone(t[1]), t[2])
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.one_of(updates, st.none(), st.just("garbage"), st.just("")), max_size=30), st.booleans())
+    def check(texts: list[str | None], members_first: bool) -> None:
+        issues = [{"id": str(n), "fields": {"updated": text}} for n, text in enumerate(texts)]
+        scan = jira_module._Scan(overlap_ms=10 * 60_000)
+        scan.start_ms, scan.members_first = jira_module._ms(start), members_first
+        scan.note_items(issues)
+        floor = scan.start_ms - jira_module._DATE_RESOLUTION_MS - scan.overlap_ms
+        ceiling = scan.start_ms - jira_module._DATE_RESOLUTION_MS if members_first else None
+        expected = {}
+        for issue in issues:
+            when = parse_jira_time(issue["fields"]["updated"])
+            if when is not None:
+                ms = jira_module._ms(when)
+                if ms >= floor and (ceiling is None or ms < ceiling):
+                    expected[issue["id"]] = ms
+        assert scan.updates == expected
+
+    check()
+    # Without the server's clock nothing is skipped: the newest update is the cursor then.
+    scan = jira_module._Scan()
+    scan.note_items([{"id": "1", "fields": {"updated": "2020-01-01T00:00:00.000+0000"}}])
+    assert scan.max_updated_ms == jira_module._ms(datetime(2020, 1, 1, tzinfo=UTC))
+    assert scan.updates == {"1": scan.max_updated_ms}
