@@ -1195,3 +1195,26 @@ def test_an_items_row_puts_every_field_of_the_item_in_its_own_column() -> None:
         "parent_id": "p0", "status_name": "Closed", "in_scope": False, "unknown_fields": '["x"]',
         "retired_at": None, "first_seen_at": "NOW", "last_seen_at": "NOW",
     }
+
+
+def test_a_first_load_takes_statistics_once_when_its_indexes_are_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_ANALYZE_MIN", 5)
+    calls: list[int] = []
+    real = store_module._analyze
+    monkeypatch.setattr(store_module, "_analyze", lambda conn: calls.append(1) or real(conn))
+    with Store.open(f"sqlite:///{tmp_path / 'okrsync.db'}") as s:
+        assert s.defer_indexes_if_empty()
+        for start in range(0, 40, 8):
+            s.write_page("jira", [item(n) for n in range(start, start + 8)], {}, None, NOW)
+        assert calls == [], "no statistics while loading"
+        s.build_deferred_indexes()
+        assert calls == [1]
+        for start in range(40, 80, 8):  # a later pass in the same process analyzes as it grows again
+            s.write_page("jira", [item(n) for n in range(start, start + 8)], {}, None, NOW)
+        assert len(calls) == 2
+    with Store.open(f"sqlite:///{tmp_path / 'other.db'}") as s:  # without a deferred load, as before
+        for start in range(0, 16, 8):
+            s.write_page("jira", [item(n) for n in range(start, start + 8)], {}, None, NOW)
+        assert len(calls) == 4
