@@ -350,6 +350,26 @@ def test_full_cloud_pass_is_id_pages_plus_bulkfetch_and_no_request_per_item() ->
 
 
 @responses.activate
+def test_a_full_cloud_pass_fetches_in_id_order_whatever_order_the_search_lists() -> None:
+    meta()
+    # Creation order is not id order (an import, a migration): ids of different lengths, and an
+    # id outside the scope (a rule's selection) that falls between the scope's.
+    scope = ["10010", "9", "10002", "100000", "10002"]
+    outside = ["10005"]
+
+    def search(request: Any) -> tuple[int, dict[str, str], str]:
+        found = outside if "NOT" in json.loads(request.body)["jql"] else scope
+        return 200, {}, json.dumps({"issues": [{"id": i} for i in found], "isLast": True})
+
+    responses.add_callback("POST", f"{CLOUD}/rest/api/3/search/jql", callback=search)
+    responses.add("POST", f"{CLOUD}/rest/api/3/issue/bulkfetch", json={"issues": [], "issueErrors": []})
+    rule = JiraRule(source="jira", labels=("perf",))
+    pages = list(make().fetch(None, full=True, census=False, rules=[rule]))
+    assert bodies("/issue/bulkfetch")[0]["issueIdsOrKeys"] == ["9", "10002", "10005", "10010", "100000"]
+    assert pages[-1].census == frozenset({"9", "10002", "10010", "100000"})
+
+
+@responses.activate
 def test_a_full_pass_evaluates_jql_rules_before_the_items_and_only_once() -> None:
     meta()
     members = {"(labels = perf) ORDER BY created ASC": [10002, 10003]}
