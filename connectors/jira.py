@@ -263,8 +263,9 @@ def _id_order(ids: Iterable[str]) -> list[str]:
     A first load whose ids arrive in creation order (where an issue's creation date does not follow
     its id: imports, migrations, the bench's sandbox) inserts them all over the store's id-keyed
     B-trees, and every commit then rewrites pages across them: 17k WAL frames for 100k items
-    against 2.4k in id order, write_page 2.2-2.4 s against 1.8-1.95 s CPU (bench/RESULTS.md)."""
-    return sorted(ids, key=lambda x: (len(x), x))
+    against 2.4k in id order, write_page 2.2-2.4 s against 1.8-1.95 s CPU (bench/RESULTS.md).
+    Sorted by text, then (stably) by length: 0.05 s for 100k ids, a ``(len, text)`` key 0.21 s."""
+    return sorted(sorted(ids), key=len)
 
 
 def _days_before(ms: int, days: int) -> str:

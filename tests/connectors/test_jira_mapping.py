@@ -132,3 +132,20 @@ def test_a_scan_notes_the_same_versions_whether_or_not_it_skips_the_old_ones_unp
     scan.note_items([{"id": "1", "fields": {"updated": "2020-01-01T00:00:00.000+0000"}}])
     assert scan.max_updated_ms == jira_module._ms(datetime(2020, 1, 1, tzinfo=UTC))
     assert scan.updates == {"1": scan.max_updated_ms}
+
+
+def test_id_order_is_numeric_for_issue_ids_and_total_for_any_text() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from connectors.jira import _id_order
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sets(st.one_of(st.integers(0, 10**12).map(str), st.text(max_size=6))))
+    def check(ids: set[str]) -> None:
+        ordered = _id_order(ids)
+        assert ordered == sorted(ids, key=lambda x: (len(x), x))
+        digits = [i for i in ordered if i.isdigit() and i.isascii() and (i == "0" or not i.startswith("0"))]
+        assert [int(i) for i in digits] == sorted(int(i) for i in digits)
+
+    check()
