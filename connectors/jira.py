@@ -548,8 +548,8 @@ class JiraConnector:
             # Fetched in the store's key order, not the census's creation order: the keys of
             # items, matches and members begin with the id (text), so their B-trees then grow at
             # their ends instead of taking rows all over. Where creation dates do not follow ids
-            # (imports, migrations, the bench's sandbox) a 100k-item first load appended 17k WAL
-            # frames in creation order and 2.4k in id order; write_page 2.2-2.4 -> 1.8-1.95 s
+            # (imports, migrations, the bench's sandbox) a 100k-item first load wrote 38k WAL
+            # frames in creation order and 11.5k in id order; write_page 2.2-2.4 -> 1.8-1.95 s
             # CPU (bench/RESULTS.md). Any order costs the same requests.
             yield from self._bulk_pages(sorted(inside.union(outside)), inside, meta, scan)
             return
