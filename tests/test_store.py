@@ -110,6 +110,53 @@ def test_write_page_replaces_matches_of_exactly_these_items(store: Store) -> Non
     assert store.item_matches("jira", ["1", "2"]) == {}
 
 
+def test_replacing_matches_page_by_page_keeps_exactly_the_latest_per_item(store: Store) -> None:
+    """Pages of ids in and out of order, overlapping and disjoint in text order (where the
+    SQLite store skips the deletes of a page whose id range holds no matches): the stored
+    matches are always those each item was last written with."""
+    import random
+
+    rng = random.Random(7)
+    expected: dict[str, dict[str, int]] = {}
+    for page in range(40):
+        ids = [str(rng.choice([rng.randrange(1, 60), 100 + page * 3 + rng.randrange(3)])) for _ in range(4)]
+        if page % 3 == 0:
+            ids.sort()
+        wanted = {i: {f"kr{rng.randrange(4)}": rng.randrange(3)} for i in ids if rng.random() < 0.7}
+        store.write_page("jira", [item(i) for i in ids], wanted, None, NOW)
+        for i in ids:
+            expected[i] = dict(wanted.get(i, {}))
+        assert store.item_matches("jira", expected) == {i: m for i, m in expected.items() if m}, page
+
+
+def test_a_page_beyond_every_stored_match_deletes_nothing(store: Store) -> None:
+    """The 200k first sync's 100k Jira deletes: a page whose ids all sort after the stored
+    matches' (as a full Cloud pass writes them) skips them on SQLite; a page whose range holds a
+    stored match deletes as before. PostgreSQL always deletes (its collation may order ids
+    differently from ``sorted``)."""
+    from sqlalchemy import event
+
+    deletes: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("DELETE FROM matches"):
+            deletes.append(statement)
+
+    event.listen(store._engine, "before_cursor_execute", note)
+    try:
+        store.write_page("jira", [item("10001"), item("10002")], {"10001": {"a": 0}}, None, NOW)
+        store.write_page("jira", [item("10003"), item("10004")], {"10004": {"b": 0}}, None, NOW)
+        skipped = len(deletes)
+        store.write_page("jira", [item("10000"), item("10002")], {"10002": {"a": 1}}, None, NOW)
+    finally:
+        event.remove(store._engine, "before_cursor_execute", note)
+    assert skipped == (0 if store.dialect == "sqlite" else 2)
+    assert len(deletes) == skipped + 1  # 10000..10002 holds 10001's match: deleted as before
+    assert store.item_matches("jira", ["10001", "10002", "10004"]) == {
+        "10001": {"a": 0}, "10002": {"a": 1}, "10004": {"b": 0},
+    }  # fmt: skip
+
+
 def test_cursor_moves_only_with_its_items(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.write_page("jira", [item(1)], {}, {"hw": 1}, NOW)
 
