@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:  # ``python bench/run.py`` as well as ``python -m 
     sys.path.insert(0, str(ROOT))
 
 from bench.bytecode import compile_okrsync  # noqa: E402
+from bench.calibrate import workload  # noqa: E402
 from bench.scenario import ENV, JQL_RULES, config_text  # noqa: E402
 from connectors.jira import JiraSource  # noqa: E402
 from syncer.config import Config, load  # noqa: E402
@@ -426,9 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     compile_okrsync()  # what pip install does; see bench/bytecode.py
     started = time.monotonic()
+    # The machines' speed moves by up to a half within minutes (bench/RESULTS.md): the fixed
+    # workload before and after says which phase a run's figures come from.
+    calibration = [workload()]
     result = run_bench(args.size, naive=not args.no_naive, fraction=args.fraction, step_timeout=args.step_timeout,
                        workdir=args.dir, profile=args.profile, fmt=args.format, profiler=args.profiler)
+    calibration.append(workload())
     print(table(result))
+    print(f"calibration (python -m bench.calibrate, CPU s): {calibration[0]:.2f} before, {calibration[1]:.2f} after")
     print(f"bench wall time: {time.monotonic() - started:.1f} s")
     if args.json:
         args.json.write_text(json.dumps({
@@ -436,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [r.__dict__ for r in result.rows],
             "runs": {k: {"wall": v.wall, "cpu": v.cpu, "rss_mb": v.rss_mb} for k, v in result.runs.items()},
             "naive_requests": result.naive_requests, "fetched": result.fetched, "failures": result.failures,
+            "calibration_s": {"before": round(calibration[0], 3), "after": round(calibration[1], 3)},
         }, indent=2), encoding="utf-8")
     return 0 if result.passed else 1
 
