@@ -1901,6 +1901,7 @@ _KR_LETTERS_DAYS = _KR_LETTERS.replace(
 )
 """``_KR_LETTERS`` with what ``kr_item_days`` groups by and sums."""
 _DELETE_MATCHES = "DELETE FROM matches WHERE source = ? AND item_id = ?"
+_INSERT_MATCHES = "INSERT INTO matches (source, item_id, kr_id, rule_index) VALUES (?, ?, ?, ?)"
 _ANY_MATCH_BETWEEN = "SELECT 1 FROM matches WHERE source = ? AND item_id BETWEEN ? AND ? LIMIT 1"
 
 
@@ -1910,13 +1911,14 @@ def _may_hold_matches(conn: Connection, source: str, lowest: str, highest: str) 
     A page's old matches are deleted id by id: 200k probes of the matches' key in a 200k first
     sync. A full Jira Cloud pass writes its ids in the store's key order, so each page's ids lie
     beyond every id written before it and one probe of the range shows there is nothing to
-    delete (0.27-0.31 s of Jira's share on a slow machine, bench/RESULTS.md). SQLite only: its
-    text order (BINARY, UTF-8 bytes) is the order ``sorted`` gives; PostgreSQL's collation may
-    not be, so there the range proves nothing and the deletes always run."""
-    if conn.dialect.name != "sqlite":
+    delete (0.27-0.31 s of Jira's share on a slow machine, bench/RESULTS.md). Only where the
+    store's text order is the order ``sorted`` gives: SQLite's BINARY over UTF-8 bytes. A SQLite
+    file created as UTF-16 compares UTF-16 bytes (in a little-endian file ``"Ā" < "a"``), and
+    PostgreSQL's collation may order ids otherwise: there the range proves nothing and the
+    deletes always run."""
+    if conn.dialect.name != "sqlite" or conn.exec_driver_sql("PRAGMA encoding").scalar() != "UTF-8":
         return True
     return conn.exec_driver_sql(_ANY_MATCH_BETWEEN, (source, lowest, highest)).first() is not None
-_INSERT_MATCHES = "INSERT INTO matches (source, item_id, kr_id, rule_index) VALUES (?, ?, ?, ?)"
 
 
 def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

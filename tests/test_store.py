@@ -112,21 +112,49 @@ def test_write_page_replaces_matches_of_exactly_these_items(store: Store) -> Non
 
 def test_replacing_matches_page_by_page_keeps_exactly_the_latest_per_item(store: Store) -> None:
     """Pages of ids in and out of order, overlapping and disjoint in text order (where the
-    SQLite store skips the deletes of a page whose id range holds no matches): the stored
-    matches are always those each item was last written with."""
+    SQLite store skips the deletes of a page whose id range holds no matches), non-ASCII ids
+    among them: the stored matches are always those each item was last written with."""
     import random
 
     rng = random.Random(7)
+    pool = [str(n) for n in range(1, 40)] + ["a", "Ā", "é", "zé", "😀", "\uff00", "\U00010000"]
     expected: dict[str, dict[str, int]] = {}
-    for page in range(40):
-        ids = [str(rng.choice([rng.randrange(1, 60), 100 + page * 3 + rng.randrange(3)])) for _ in range(4)]
-        if page % 3 == 0:
-            ids.sort()
+    for page in range(60):
+        if page % 3 == 0:  # beyond every id written so far, in order: the skip on SQLite
+            ids = [f"\U0010fffe{page:03d}{k}" for k in range(3)]
+        else:
+            ids = [rng.choice(pool + list(expected)) for _ in range(4)]
         wanted = {i: {f"kr{rng.randrange(4)}": rng.randrange(3)} for i in ids if rng.random() < 0.7}
         store.write_page("jira", [item(i) for i in ids], wanted, None, NOW)
         for i in ids:
             expected[i] = dict(wanted.get(i, {}))
         assert store.item_matches("jira", expected) == {i: m for i, m in expected.items() if m}, page
+
+
+@pytest.mark.parametrize(
+    ("encoding", "low", "high"),
+    [("UTF-16le", "a", "Ā"), ("UTF-16be", "\uff00", "\U00010000")],
+)
+def test_a_utf16_sqlite_store_deletes_matches_whatever_the_id_range(
+    tmp_path: Path, encoding: str, low: str, high: str
+) -> None:
+    """A SQLite file created as UTF-16 compares ids by their UTF-16 bytes, where ``high`` sorts
+    before ``low`` (unlike in Python): the range probe must not decide the deletes there."""
+    import sqlite3
+
+    assert low < high
+    path = tmp_path / "utf16.db"
+    created = sqlite3.connect(path)
+    created.execute(f"PRAGMA encoding = '{encoding}'")
+    created.execute("CREATE TABLE made_by_another_tool (x)")
+    created.commit()
+    created.close()
+    with Store.open(f"sqlite:///{path}") as s:
+        s.write_page("jira", [item(low)], {low: {"kr1": 0}}, None, NOW)
+        s.write_page("jira", [item(low), item(high)], {}, None, NOW)
+        assert s.item_matches("jira", [low, high]) == {}
+        s.write_page("jira", [item(low), item(high)], {low: {"kr1": 0}, high: {"kr2": 1}}, None, NOW)
+        assert s.item_matches("jira", [low, high]) == {low: {"kr1": 0}, high: {"kr2": 1}}
 
 
 def test_a_page_beyond_every_stored_match_deletes_nothing(store: Store) -> None:
