@@ -25,6 +25,7 @@ from syncer.model import (
     ReportData,
     ReportItem,
     SourceOutcome,
+    Tally,
     UnalignedSummary,
     WorkItem,
 )
@@ -89,16 +90,22 @@ def assemble_report(
         # (then it runs beside the first half instead of waiting behind both).
         kr_configs = [kr for _, kr in config.key_results()]
         halves = [half for half in (kr_configs[::2], kr_configs[1::2]) if half] if with_items else []
-        items_jobs = [background.submit(_all_items, store, halves[0], item_limit)] if halves else []
+        # A full list's length comes with the tallies read below (``Tally.listed``) rather than
+        # from a count per key result (0.16-0.21 s at 200k items, none at all when a sync kept
+        # the tallies); only where the caller brought its own ``krs`` are the lists counted.
+        count = krs is not None
+        items_jobs = [background.submit(_all_items, store, halves[0], item_limit, count)] if halves else []
         summary_job = (prefetched.job(failed) if prefetched is not None else None) or background.submit(
             store.unaligned_summary, cycle.starts_at, cycle.ends_at, ignore, exclude_sources=failed
         )
-        items_jobs += [background.submit(_all_items, store, half, item_limit) for half in halves[1:]]
+        items_jobs += [background.submit(_all_items, store, half, item_limit, count) for half in halves[1:]]
         history_job = (
             background.submit(store.daily_histories, since=cycle.starts_at, kr_ids=kr_ids) if history else None
         )
+        tallies: Mapping[str, Tally] = {}
         if krs is None:
-            krs = compute_key_results(config, store, at, failed_sources=failed)
+            tallies = store.tallies(cycle.starts_at, cycle.ends_at)
+            krs = compute_key_results(config, store, at, failed_sources=failed, tallies=tallies)
         histories = history_job.result() if history_job is not None else {}
         items = {kr_id: found for job in items_jobs for kr_id, found in job.result().items()}
         summary = summary_job.result()
@@ -118,7 +125,7 @@ def assemble_report(
             scope_change=_scope_change(kr_config.metric, points, kr.tally.total),
             items=items[kr.id][0] if with_items else (),
             change=(changes or {}).get(kr.id),
-            item_count=items[kr.id][1] if with_items else None,
+            item_count=_listed(items[kr.id][1], tallies.get(kr.id)) if with_items else None,
         )
     limit = unaligned_limit or None
     unaligned = (
@@ -206,14 +213,23 @@ def _scope_change(metric: str, points: Sequence[HistoryPoint], total_now: int) -
     return scope_change(points[0].total, total_now)
 
 
+def _listed(counted: int | None, tally: Tally | None) -> int | None:
+    """A key result's item count: the list's own where it was counted (or not full), else the
+    tallies' ``listed``; ``None`` (the list's length) where neither is known."""
+    if counted is not None:
+        return counted
+    return tally.listed if tally is not None else None
+
+
 def _all_items(
-    store: Store, kr_configs: Sequence[KeyResult], limit: int | None
-) -> dict[str, tuple[tuple[ReportItem, ...], int]]:
+    store: Store, kr_configs: Sequence[KeyResult], limit: int | None, count: bool = True
+) -> dict[str, tuple[tuple[ReportItem, ...], int | None]]:
     """Per key result: its first ``limit`` items (done first, then by source and key), and how
-    many there are. The database sorts and stops at ``limit``."""
-    found: dict[str, tuple[tuple[ReportItem, ...], int]] = {}
+    many there are (``None`` for a full list when not ``count``). The database sorts and stops
+    at ``limit``."""
+    found: dict[str, tuple[tuple[ReportItem, ...], int | None]] = {}
     for kr_config in kr_configs:
-        rows, total = store.kr_items_page(kr_config.id, limit or None)
+        rows, total = store.kr_items_page(kr_config.id, limit or None, count=count)
         rules = kr_config.match
         found[kr_config.id] = (
             tuple(report_item(item, rules[i].describe() if 0 <= i < len(rules) else "") for item, i in rows),

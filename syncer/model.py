@@ -149,6 +149,9 @@ class Tally:
     unestimated: int = 0
     excluded: int = 0
     """Items the key result selects that were closed as won't do / not planned / duplicate."""
+    listed: int = 0
+    """Every live item the key result selects, excluded ones and sub-tasks too: the length of
+    its item list in a report (``Store.kr_items``), counted by the same aggregate as the rest."""
 
     @property
     def open(self) -> int:

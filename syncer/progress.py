@@ -73,16 +73,19 @@ def tally(items: Iterable[WorkItem], cycle: Cycle) -> Tally:
     are never counted (they follow their parent); an item given twice counts once; ``unknown``
     counts in the total but not as done. ``done_in_cycle`` uses ``done_at`` and, when a tracker
     gave none for a done item, ``updated_at`` (its last change is the best bound we have;
-    dropping it would leave "close 50 bugs" stuck at zero).
+    dropping it would leave "close 50 bugs" stuck at zero). ``listed`` counts every distinct
+    item given, sub-tasks and excluded ones too (what a report's item list shows).
     """
     seen: set[tuple[str, str]] = set()
     total = done = in_progress = todo = unknown = done_in_cycle = unestimated = excluded = 0
     points_total = points_done = points_done_in_cycle = 0.0
     excluded_seen: set[tuple[str, str]] = set()
+    listed: set[tuple[str, str]] = set()
     for item in items:
+        ident = (item.source, item.id)
+        listed.add(ident)
         if item.kind is ItemKind.SUBTASK:
             continue
-        ident = (item.source, item.id)
         if item.excluded:
             if ident not in excluded_seen:
                 excluded_seen.add(ident)
@@ -121,6 +124,7 @@ def tally(items: Iterable[WorkItem], cycle: Cycle) -> Tally:
         points_done_in_cycle=points_done_in_cycle,
         unestimated=unestimated,
         excluded=excluded,
+        listed=len(listed),
     )
 
 

@@ -44,10 +44,13 @@ def compute_key_results(
     at: datetime,
     *,
     failed_sources: Collection[str] = (),
+    tallies: Mapping[str, Tally] | None = None,
 ) -> dict[str, KeyResultProgress]:
-    """Every key result at ``at``, in config order."""
+    """Every key result at ``at``, in config order. ``tallies``: ``store.tallies`` over the
+    cycle, when the caller has read them already."""
     cycle = config.cycle
-    tallies = store.tallies(cycle.starts_at, cycle.ends_at)
+    if tallies is None:
+        tallies = store.tallies(cycle.starts_at, cycle.ends_at)
     checkins = store.latest_checkins()
     latest = store.latest_snapshots(items=False)  # the numbers only: provenance is megabytes at 200k
     status = store.source_status()

@@ -192,6 +192,21 @@ def test_aggregates_kept_by_another_okrsync_version_are_not_used(
         assert aggregates(report)[0]["a"].done == 2
 
 
+def test_tallies_kept_before_they_counted_listed_items_are_not_used(store: Store, url: str) -> None:
+    """An entry kept by this version before ``Tally.listed`` existed (its arguments without the
+    "listed" mark, eleven values per key result) would give every list a length of 0."""
+    import json
+
+    kept(store)
+    entry = json.loads(str(store.get_meta("aggregate:tallies")))
+    entry["args"] = [a for a in entry["args"] if a != "listed"]
+    entry["value"] = {kr_id: values[:11] for kr_id, values in entry["value"].items()}
+    behind_okrsyncs_back(url, f"UPDATE meta SET value = '{json.dumps(entry)}' WHERE key = 'aggregate:tallies'")
+    with Store.open(url) as report:
+        tallies = report.tallies(START, END)
+        assert tallies == computed(report)[0] and tallies["a"].listed == 2
+
+
 def test_aggregates_computed_before_a_write_are_not_kept(store: Store) -> None:
     aggregates(store)
     store.write_page("jira", [item(7)], {}, None, NOW)

@@ -76,6 +76,7 @@ def test_tally_counts_states_and_points() -> None:
         done_in_cycle=1,
         points_done_in_cycle=3.0,
         unestimated=1,
+        listed=4,
     )
 
 
@@ -95,7 +96,8 @@ def test_tally_ignores(extra: WorkItem) -> None:
     """Excluded items, sub-tasks and repeats change neither done nor total."""
     base = [item("A-1", State.DONE, points=3), item("A-2", State.TODO, points=2)]
     with_extra = tally([*base, extra], CYCLE)
-    assert replace(with_extra, excluded=0) == tally(base, CYCLE)
+    assert replace(with_extra, excluded=0, listed=0) == replace(tally(base, CYCLE), listed=0)
+    assert with_extra.listed == len({(i.source, i.id) for i in [*base, extra]})  # what a list shows
     assert with_extra.total == 2
     assert with_extra.excluded == (1 if extra.excluded and extra.kind is not ItemKind.SUBTASK else 0)
 

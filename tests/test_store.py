@@ -295,10 +295,12 @@ def test_tallies_match_hand_count_and_pure_tally(store: Store) -> None:
         points_done_in_cycle=4.5,
         unestimated=2,  # 4, 20
         excluded=1,  # 6 (won't do)
+        listed=10,  # the eight above, 6 (won't do) and 7 (sub-task): what its item list shows
     )
-    assert got["b"] == Tally(total=2, done=1, todo=1, done_in_cycle=1, unestimated=2)
+    assert got["b"] == Tally(total=2, done=1, todo=1, done_in_cycle=1, unestimated=2, listed=2)
     for kr_id, members_ in live.items():
         assert got[kr_id] == tally(members_, CYCLE)
+        assert got[kr_id].listed == len(store.kr_items(kr_id)) == store.kr_item_counts()[kr_id]
 
 
 def test_kr_items_and_states(store: Store) -> None:
@@ -847,8 +849,8 @@ def test_tallies_count_excluded_items_in_the_same_pass(store: Store) -> None:
     }, None, NOW)  # fmt: skip
     store.write_page("gh", [item(9, source="gh", points=1.0)], {"9": {"mixed": 0}}, None, NOW)
     got = store.tallies(START, END)
-    assert got["only-excluded"] == Tally(excluded=2)  # the sub-task counts nowhere
-    assert got["mixed"] == Tally(total=1, todo=1, points_total=1.0, excluded=1)
+    assert got["only-excluded"] == Tally(excluded=2, listed=3)  # the sub-task counts only as listed
+    assert got["mixed"] == Tally(total=1, todo=1, points_total=1.0, excluded=1, listed=2)
 
 
 def test_kr_items_limit_done_first_and_counts(store: Store) -> None:
@@ -866,6 +868,9 @@ def test_kr_items_limit_done_first_and_counts(store: Store) -> None:
     assert store.kr_items_page("nothing", 5) == ([], 0)
     assert store.kr_items_page("a", 10) == (done_first, 10), "a page exactly full"
     assert store.kr_items_page("a", 50) == (done_first, 10), "a page not full: no count asked"
+    assert store.kr_items_page("a", 3, count=False) == (first, None), "full: the tallies' listed"
+    assert store.kr_items_page("a", 50, count=False) == (done_first, 10)
+    assert store.tallies(START, END)["a"].listed == 10
 
 
 def test_latest_snapshots_without_provenance(store: Store) -> None:

@@ -481,3 +481,34 @@ def test_the_report_reads_unaligned_work_while_the_pass_finishes(store: Store, m
     assert (data.unaligned_count, data.unaligned_groups, data.total_work_items) == (
         again.unaligned_count, again.unaligned_groups, again.total_work_items)
     assert data.unaligned_count == 2 and {i.key for i in data.unaligned} == {"GITHUB-5", "GITHUB-7"}
+
+
+def test_a_reports_item_counts_come_with_the_tallies(store: Store) -> None:
+    """A full item list's length is the tallies' ``listed`` (excluded items counted, as the
+    list shows them), with no count per key result; a caller's own key results count as before."""
+    from sqlalchemy import event
+
+    from syncer.assemble import assemble_report
+
+    trackers = Trackers()
+    result = sync(config(), store, trackers, full=True)
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(store._engine, "before_cursor_execute", note)
+    try:
+        data = assemble_report(config(), store, NOW, item_limit=1)
+        counted_by_query = [s for s in statements if s.lstrip().upper().startswith("SELECT COUNT(*)")]
+        statements.clear()
+        given = assemble_report(config(), store, NOW, item_limit=1, krs=result.key_results)
+        counted_for_given = [s for s in statements if s.lstrip().upper().startswith("SELECT COUNT(*)")]
+    finally:
+        event.remove(store._engine, "before_cursor_execute", note)
+    listed = {kr_id: len(store.kr_items(kr_id)) for kr_id in ("jira-epic", "gh-bugs", "both")}
+    assert listed == {"jira-epic": 4, "gh-bugs": 3, "both": 2}  # jira-4 (won't do) is listed
+    for report in (data, given):
+        assert {kr_id: d.item_count for kr_id, d in report.details.items()} == listed
+        assert all(len(d.items) == 1 for d in report.details.values())
+    assert counted_by_query == [] and len(counted_for_given) == 3
