@@ -92,7 +92,9 @@ def assemble_report(
         halves = [half for half in (kr_configs[::2], kr_configs[1::2]) if half] if with_items else []
         # A full list's length comes with the tallies read below (``Tally.listed``) rather than
         # from a count per key result (0.16-0.21 s at 200k items, none at all when a sync kept
-        # the tallies); only where the caller brought its own ``krs`` are the lists counted.
+        # the tallies); only where the caller brought its own ``krs`` are the lists counted. The
+        # tallies are another read than the list's: a sync writing in between can move the count
+        # by what it changed, as it could move the key result's own numbers.
         count = krs is not None
         items_jobs = [background.submit(_all_items, store, halves[0], item_limit, count)] if halves else []
         summary_job = (prefetched.job(failed) if prefetched is not None else None) or background.submit(
