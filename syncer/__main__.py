@@ -1,5 +1,5 @@
 """``python -m syncer`` is the ``okrsync`` command."""
 
-from syncer.cli import main
+from syncer.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

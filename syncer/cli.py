@@ -26,7 +26,7 @@ from syncer.config import Config, load, parse_duration, schema_text
 from syncer.errors import ConfigError, OkrsyncError
 from syncer.store import Store, copy_store
 
-__all__ = ["GC_THRESHOLD", "main", "tune_gc"]
+__all__ = ["GC_THRESHOLD", "main", "run", "tune_gc"]
 
 FORMATS_SYNC = ("table", "json", "markdown")
 FORMATS_REPORT = ("table", "json", "markdown", "html")
@@ -46,6 +46,25 @@ def tune_gc() -> None:
     import gc
 
     gc.set_threshold(*GC_THRESHOLD)
+
+
+def run() -> int:
+    """The ``okrsync`` process: ``main``, then leave the heap to the operating system.
+
+    After the last line CPython tears its modules down and collects the whole heap several
+    times on the way: 0.31-0.41 s after a 1% pass over a 200k store on a slow machine, 0.03 s
+    with every object moved to the permanent generation first (``gc.freeze``, which those
+    collections skip; bench/RESULTS.md). Nothing is lost by it: atexit handlers (logging's
+    flush), the standard streams' flush and the end of non-daemon threads still run; only
+    finalizers of objects in reference cycles do not, and okrsync closes its store, pools and
+    sockets itself. Tests call ``main``: a frozen heap in a long-lived process would never be
+    collected again."""
+    import gc
+
+    try:
+        return main()
+    finally:
+        gc.freeze()
 
 
 def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] | None = None) -> int:
