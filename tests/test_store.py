@@ -185,6 +185,28 @@ def test_a_page_beyond_every_stored_match_deletes_nothing(store: Store) -> None:
     }  # fmt: skip
 
 
+def test_a_page_is_upserted_in_key_order_and_its_last_version_wins(store: Store) -> None:
+    """An incremental pass's items lie all over the table: upserting them in the key's order
+    visits each B-tree page once (bench/RESULTS.md). A repeated id keeps its last version."""
+    from sqlalchemy import event
+
+    upserted: list[list[str]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO items"):
+            upserted.append([row[1] for row in parameters] if many else [parameters[1]])
+
+    event.listen(store._engine, "before_cursor_execute", note)
+    try:
+        page = [item(30), item(7, title="old"), item(100), item(12), item(7, title="new"), item(2)]
+        store.write_page("jira", page, {"12": {"a": 0}}, None, NOW)
+    finally:
+        event.remove(store._engine, "before_cursor_execute", note)
+    assert [i for batch in upserted for i in batch] == ["100", "12", "2", "30", "7"]  # text order, once each
+    assert [i.title for i in store.items_by_ids("jira", ["7"])] == ["new"]
+    assert store.item_matches("jira", ["12"]) == {"12": {"a": 0}}
+
+
 def test_cursor_moves_only_with_its_items(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.write_page("jira", [item(1)], {}, {"hw": 1}, NOW)
 
