@@ -888,7 +888,11 @@ class GitHubApp:
                 matching.reverse()
             total = len(matching)
             chosen = matching[start : start + per_page]
-        payload = b"[" + b",".join(self._encoded_issue(base, repo, issue) for issue in chosen) + b"]"
+        if page == 1:  # the gate: asked again every pass
+            parts = [self._encoded_issue(base, repo, issue) for issue in chosen]
+        else:  # a full pass's deeper pages: asked once a census
+            parts = [json.dumps(self._render(base, repo, issue), separators=(",", ":")).encode() for issue in chosen]
+        payload = b"[" + b",".join(parts) + b"]"
         headers = {}
         link = _link(base, request, page, per_page, total)
         if link:
@@ -1191,8 +1195,8 @@ class GitHubApp:
                 }
 
 
-_ENCODED_MAX = 50_000
-"""Issues whose JSON the sandbox keeps (~3 KB each): every gate page of the 200k bench (10 000)."""
+_ENCODED_MAX = 20_000
+"""Issues whose JSON the sandbox keeps (~3 KB each): twice every gate page of the 200k bench."""
 
 
 def _values(record: Any) -> tuple[Any, ...]:
