@@ -56,9 +56,11 @@ def run() -> int:
     with every object moved to the permanent generation first (``gc.freeze``, which those
     collections skip; bench/RESULTS.md). Nothing is lost by it: atexit handlers (logging's
     flush), the standard streams' flush and the end of non-daemon threads still run; only
-    finalizers of objects in reference cycles do not, and okrsync closes its store, pools and
-    sockets itself. Tests call ``main``: a frozen heap in a long-lived process would never be
-    collected again."""
+    finalizers of objects in reference cycles do not. okrsync closes its store (the WAL is
+    checkpointed and removed) and its thread pools before ``main`` returns; the trackers'
+    keep-alive sockets are closed by the operating system. A plugin connector that must flush
+    something at exit should use ``atexit`` or ``weakref.finalize``, not ``__del__``. Tests call
+    ``main``: a frozen heap in a long-lived process would never be collected again."""
     import gc
 
     try:

@@ -489,6 +489,9 @@ def test_subprocess_validate_sync_and_report(okrsync, memory_config: Path) -> No
     assert krs(json.loads(out))["launch"]["current"] == 60.0
     code, out, err = okrsync("report", "-c", str(memory_config), "--format", "markdown")
     assert code == 0 and "launch" in out, err
+    # The process froze its heap before exiting (syncer.cli.run): the store was still closed.
+    store = memory_config.parent / "okrsync.db"
+    assert store.exists() and not Path(f"{store}-wal").exists() and not Path(f"{store}-shm").exists()
 
 
 def test_subprocess_config_from_okrsync_config_variable(okrsync, memory_config: Path) -> None:
@@ -597,13 +600,14 @@ def test_the_okrsync_process_leaves_its_heap_to_the_os_at_exit(monkeypatch: pyte
     # (bench/RESULTS.md); a frozen heap skips them. Only the process entry freezes: tests and
     # other callers of main keep a collectable heap.
     import gc
-    from importlib.metadata import entry_points
+    import tomllib
 
     from syncer import cli
 
-    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name == "okrsync"}
-    assert scripts == {"okrsync": "syncer.cli:run"}
-    assert "run()" in (Path(cli.__file__).parent / "__main__.py").read_text()
+    root = Path(cli.__file__).parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["scripts"] == {"okrsync": "syncer.cli:run"}
+    assert "run()" in (root / "syncer" / "__main__.py").read_text(encoding="utf-8")
 
     gc.unfreeze()
     try:

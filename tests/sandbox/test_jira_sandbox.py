@@ -398,6 +398,8 @@ def test_the_updated_index_follows_every_change_as_a_rebuild_would() -> None:
             app.control("delete", {"key": key})
         elif kind < 0.92:
             app.control("revoke" if not app.revoked else "restore", {"project": "MOB"})
+        elif kind < 0.94:
+            app.control("reset", {})
         else:
             app.control("clock", {"advance": rnd.choice([1, 60, 3600])})
         before = app._by_updated
