@@ -891,7 +891,7 @@ class GitHubApp:
         if page == 1:  # the gate: asked again every pass
             parts = [self._encoded_issue(base, repo, issue) for issue in chosen]
         else:  # a full pass's deeper pages: asked once a census
-            parts = [json.dumps(self._render(base, repo, issue), separators=(",", ":")).encode() for issue in chosen]
+            parts = [self._issue_json(base, repo, issue) for issue in chosen]
         payload = b"[" + b",".join(parts) + b"]"
         headers = {}
         link = _link(base, request, page, per_page, total)
@@ -918,12 +918,16 @@ class GitHubApp:
         if kept is not None and kept[0] == key:
             self._encoded.move_to_end(slot)
             return kept[1]
-        encoded = json.dumps(self._render(base, repo, issue), separators=(",", ":")).encode()
+        encoded = self._issue_json(base, repo, issue)
         self._encoded[slot] = (key, encoded)
         self._encoded.move_to_end(slot)
         if len(self._encoded) > _ENCODED_MAX:
             self._encoded.popitem(last=False)
         return encoded
+
+    def _issue_json(self, base: str, repo: _Repo, issue: _Issue) -> bytes:
+        """One listed issue as the page's JSON array holds it (no spaces, as ``_conditional``)."""
+        return json.dumps(self._render(base, repo, issue), separators=(",", ":")).encode()
 
     def _keep(
         self, repo: _Repo, issue: _Issue, state: str, since: datetime | None, labels: list[str], milestone: str | None
