@@ -216,13 +216,19 @@ def sqlite_floor(stored: Path, book: Breakdown) -> None:
     """Write ``stored``'s items and matches again into a fresh database with bare ``sqlite3``."""
     import sqlite3
 
-    from syncer.store import _DEFERRABLE, _DELETE_MATCHES, _INSERT_MATCHES, _UPSERT_ITEMS
+    from syncer.store import _DEFERRABLE, _DELETE_MATCHES, _INSERT_MATCHES, _NULLABLE_TEXT, _ROW_COLUMNS, _SQLITE_ITEMS
 
+    # The rows as write_page binds them on SQLite (_ItemBinding): NULL spelled by its stand-ins,
+    # the flags as integers already (SQLite stored them so), no retired_at.
+    stand_in = {name: _SQLITE_ITEMS.null_text for name in _NULLABLE_TEXT} | {"points": _SQLITE_ITEMS.null_points}
+    picked = ", ".join(
+        f"coalesce(\"{name}\", {stand_in[name]!r})" if name in stand_in else f'"{name}"' for name in _ROW_COLUMNS
+    )
     source_db = sqlite3.connect(stored)
     try:
         schema = [sql for (sql,) in source_db.execute(
             "SELECT sql FROM sqlite_master WHERE tbl_name IN ('items', 'matches') AND sql IS NOT NULL")]
-        rows = source_db.execute("SELECT * FROM items ORDER BY rowid").fetchall()
+        rows = source_db.execute(f"SELECT {picked} FROM items ORDER BY rowid").fetchall()
         matched: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for row in source_db.execute("SELECT source, item_id, kr_id, rule_index FROM matches"):
             matched.setdefault((row[0], row[1]), []).append(row)
@@ -247,7 +253,7 @@ def sqlite_floor(stored: Path, book: Breakdown) -> None:
             for batch in batches:
                 db.execute("BEGIN IMMEDIATE")
                 for start in range(0, len(batch), 500):
-                    db.executemany(_UPSERT_ITEMS, batch[start : start + 500])
+                    db.executemany(_SQLITE_ITEMS.sql, batch[start : start + 500])
                 db.executemany(_DELETE_MATCHES, sorted(r[:2] for r in batch))
                 db.executemany(_INSERT_MATCHES, [m for r in batch for m in matched.get((r[0], r[1]), ())])
                 db.execute("COMMIT")

@@ -177,10 +177,58 @@ _ITEM_ID = itemgetter(WorkItem._fields.index("id"))
 """``WorkItem.id`` as a sort key: ``itemgetter`` on the tuple, no attribute lookup."""
 
 
-def _item_values(item: WorkItem, now_text: str) -> tuple[Any, ...]:
-    """One items row in ``_ITEM_ALL`` order, already in its stored form (times as
-    ``format_utc`` text, lists as JSON): the DBAPI binds it without SQLAlchemy's per-value
-    processors (at 200k items those were a third of the write cost).
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+class _ItemBinding(NamedTuple):
+    """How ``write_page`` spells an items row for one dialect's driver (``_item_values``).
+
+    Python's ``sqlite3`` binds an exact ``int``, ``float`` or ``str`` directly, but sends
+    ``None`` and ``bool`` through its adapter lookup first: ~300 ns per value against 25-80
+    (measured on the bench machine). An items row holds 6-7 of them (two flags, the never-set
+    ``retired_at`` and 4-5 empty optional fields), ~0.35 s of a 200k first sync. So on SQLite
+    the flags go as 1/0 (what SQLite stored for True/False anyway) and an empty optional field
+    as a stand-in the statement turns back into NULL: ``NULLIF(?, 0)`` where every real value is
+    text (a text value never equals an integer: a bound parameter has no affinity), and
+    ``NULLIF(?, '')`` for the points, whose real values are numbers. The stored rows are the
+    same bytes (tested). PostgreSQL's driver binds None and bools as they are."""
+
+    sql: str
+    null_text: Any
+    null_points: Any
+    yes: Any
+    no: Any
+
+
+_NULLABLE_TEXT = ("created_at", "done_at", "resolution", "milestone", "parent_key", "parent_id")
+"""Optional items columns whose values, when present, are always text."""
+_ROW_COLUMNS = [name for name in _ITEM_ALL if name != "retired_at"]
+"""The columns ``_item_values`` gives values for: a written item is live, ``retired_at`` is NULL."""
+
+
+def _upsert_items_sql(placeholder: Callable[[str], str]) -> str:
+    values = ", ".join("NULL" if name == "retired_at" else placeholder(name) for name in _ITEM_ALL)
+    return (
+        f"INSERT INTO items ({_quoted(_ITEM_ALL)}) VALUES ({values}) "
+        "ON CONFLICT (source, id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ITEM_UPDATE)
+    )
+
+
+def _sqlite_placeholder(name: str) -> str:
+    if name in _NULLABLE_TEXT:
+        return "NULLIF(?, 0)"
+    return "NULLIF(?, '')" if name == "points" else "?"
+
+
+_SQLITE_ITEMS = _ItemBinding(_upsert_items_sql(_sqlite_placeholder), 0, "", 1, 0)
+_PLAIN_ITEMS = _ItemBinding(_upsert_items_sql(lambda name: "?"), None, None, True, False)
+
+
+def _item_values(item: WorkItem, now_text: str, binding: _ItemBinding = _PLAIN_ITEMS) -> tuple[Any, ...]:
+    """One items row in ``_ROW_COLUMNS`` order, already in its stored form (times as
+    ``format_utc`` text, lists as JSON) and spelled for ``binding.sql``: the DBAPI binds it
+    without SQLAlchemy's per-value processors (at 200k items those were a third of the write cost).
 
     The item is unpacked in one step (it is a tuple) rather than read field by field, and the
     enums' text taken as ``_value_`` (``.value`` is a property): 3.3-3.6 -> 3.0 us per item."""
@@ -189,14 +237,16 @@ def _item_values(item: WorkItem, now_text: str) -> tuple[Any, ...]:
         excluded, resolution, points, labels, components, milestone, fix_versions, parent_key, parent_id,
         status_name, in_scope, unknown,
     ) = item  # fmt: skip
+    _, null, null_points, yes, no = binding
     return (
         source, item_id, key, title, url, kind._value_, state._value_, issue_type, container,
-        None if created is None else format_utc(created), format_utc(updated),
-        None if done is None else format_utc(done),
-        excluded, resolution, points, _json_list(labels), _labels_blob(labels),
-        _json_list(components), milestone, _json_list(fix_versions), parent_key,
-        parent_id, status_name, in_scope, _json_list(unknown),
-        None, now_text, now_text,
+        null if created is None else format_utc(created), format_utc(updated),
+        null if done is None else format_utc(done),
+        yes if excluded else no, null if resolution is None else resolution,
+        null_points if points is None else points, _json_list(labels), _labels_blob(labels),
+        _json_list(components), null if milestone is None else milestone, _json_list(fix_versions),
+        null if parent_key is None else parent_key, null if parent_id is None else parent_id, status_name,
+        yes if in_scope else no, _json_list(unknown), now_text, now_text,
     )  # fmt: skip
 
 
@@ -491,8 +541,9 @@ class Store:
             # items into the 200k bench store, bench/RESULTS.md); a page already in order (Jira's
             # full pass) costs the sort ~0.5 ms.
             latest = sorted({item.id: item for item in items}.values(), key=_ITEM_ID)
+            binding = _SQLITE_ITEMS if self._sqlite else _PLAIN_ITEMS
             for group in _chunks(latest, _ITEM_ROWS):
-                _executemany(conn, _UPSERT_ITEMS, [_item_values(item, now_text) for item in group])
+                _executemany(conn, binding.sql, [_item_values(item, now_text, binding) for item in group])
             self._replace_matches(conn, source, [item.id for item in items], matches)
             self._touch(source, [item.id for item in items])
             if cursor is not None:
@@ -1886,14 +1937,6 @@ def _make_engine(url: URL, *, dry_run: bool = False) -> Engine:
     return engine
 
 
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(f'"{n}"' for n in names)
-
-
-_UPSERT_ITEMS = (
-    f"INSERT INTO items ({_quoted(_ITEM_ALL)}) VALUES ({', '.join('?' for _ in _ITEM_ALL)}) "
-    "ON CONFLICT (source, id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ITEM_UPDATE)
-)
 _GENERATION = "data_generation"
 """meta: counted up by every write that changes items or matches (``Store._changed``)."""
 _AGGREGATE = "aggregate:"

@@ -1287,7 +1287,7 @@ def test_an_items_row_puts_every_field_of_the_item_in_its_own_column() -> None:
         status_name="Closed", in_scope=False, unknown_fields=("x",),
     )
     assert len(WorkItem._fields) == 24, "a new WorkItem field needs its column in _item_values"
-    row = dict(zip(store_module._ITEM_ALL, store_module._item_values(full, "NOW"), strict=True))
+    row = dict(zip(store_module._ROW_COLUMNS, store_module._item_values(full, "NOW"), strict=True))
     assert row == {
         "source": "src", "id": "id-1", "key": "K-1", "title": "t", "url": "u", "kind": "epic", "state": "done",
         "issue_type": "Epic", "container": "C", "created_at": format_utc(NOW - timedelta(days=2)),
@@ -1295,8 +1295,48 @@ def test_an_items_row_puts_every_field_of_the_item_in_its_own_column() -> None:
         "resolution": "Done", "points": 2.5, "labels": '["A", "b"]', "labels_lc": store_module._labels_blob(("A", "b")),
         "components": '["comp"]', "milestone": "m", "fix_versions": '["v1"]', "parent_key": "P-0",
         "parent_id": "p0", "status_name": "Closed", "in_scope": False, "unknown_fields": '["x"]',
-        "retired_at": None, "first_seen_at": "NOW", "last_seen_at": "NOW",
+        "first_seen_at": "NOW", "last_seen_at": "NOW",
     }
+    nullable = {c.name for c in store_schema.items.columns if c.nullable}
+    stand_ins = {*store_module._NULLABLE_TEXT, "points", "retired_at"}
+    assert nullable == stand_ins, "a new optional column needs its stand-in in _ItemBinding"
+
+
+_EDGE_TEXT = ("", "0", "0.0", "NULL", "null", "1e3", " ", "ü-Ω", "\x00")
+"""Optional text values that a stand-in for NULL must not swallow or retype."""
+
+
+def _edge_items(source: str) -> list[WorkItem]:
+    points: list[float | None] = [None, 0.0, 0, -1.0, 2.5, 1e300, 3]  # type: ignore[list-item]  # an int too
+    made = []
+    for n in range(len(_EDGE_TEXT) * 2):
+        text_or_none = None if n % 3 == 2 else _EDGE_TEXT[n % len(_EDGE_TEXT)]
+        made.append(item(
+            f"e{n:02d}", source=source, created_at=None if n % 4 == 1 else NOW - timedelta(days=n),
+            done_at=None if n % 2 else NOW, excluded=n % 2 == 0, in_scope=n % 3 != 0,
+            resolution=text_or_none, milestone=text_or_none, parent_key=text_or_none, parent_id=text_or_none,
+            points=points[n % len(points)],
+        ))  # fmt: skip
+    return made
+
+
+def test_the_dialects_row_spelling_stores_what_plain_values_would(store: Store) -> None:
+    # SQLite's rows spell NULL and the flags with stand-ins (_ItemBinding): the stored values and
+    # their types must be exactly those that binding None, True and False gives.
+    edge = _edge_items("jira")
+    store.write_page("jira", edge, {}, None, NOW)
+    plain = [store_module._item_values(i, "NOW", store_module._PLAIN_ITEMS) for i in _edge_items("plain")]
+    with store._write("plain rows") as conn:
+        store_module._executemany(conn, store_module._PLAIN_ITEMS.sql, plain)
+    columns = [c for c in store_module._ITEM_ALL if c not in ("source", "first_seen_at", "last_seen_at")]
+    typed = ", ".join(f'"{c}"' + (f', typeof("{c}")' if store.dialect == "sqlite" else "") for c in columns)
+    with store._read("rows") as conn:
+        def stored(source: str) -> list[tuple[Any, ...]]:
+            query = text(f"SELECT {typed} FROM items WHERE source = :s ORDER BY id")
+            return [tuple(r) for r in conn.execute(query, {"s": source})]
+        ours, reference = stored("jira"), stored("plain")
+    assert len(ours) == len(edge) and ours == reference
+    assert store.items_by_ids("jira", [i.id for i in edge]) == edge  # and they read back as written
 
 
 def test_a_first_load_takes_statistics_once_when_its_indexes_are_built(
