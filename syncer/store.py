@@ -97,6 +97,12 @@ __all__ = ["ItemMaps", "Store", "copy_store"]
 
 _T = TypeVar("_T")
 
+PAGE_SIZE = 16384
+"""Page size of a SQLite store this code creates (SQLite's default is 4096). A first sync of
+200k items writes ~90 MB of B-tree pages: with 16 KiB pages the bare-sqlite3 replay of its rows
+took 19% less CPU (commits, i.e. WAL frames, halved), and the pass's reads cost the same
+(bench/RESULTS.md). The page cache stays 2 MB (``cache_size`` is in KiB). A store created
+with other pages keeps them: in WAL mode SQLite changes the page size only by a VACUUM."""
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another writer before giving up."""
 log = logging.getLogger("okrsync.store")
@@ -1906,7 +1912,8 @@ def _is_memory(url: URL) -> bool:
 
 
 def _make_engine(url: URL, *, dry_run: bool = False) -> Engine:
-    """SQLite: WAL, NORMAL sync, busy timeout, foreign keys, explicit BEGIN [IMMEDIATE]."""
+    """SQLite: 16 KiB pages when new, WAL, NORMAL sync, busy timeout, foreign keys, explicit
+    BEGIN [IMMEDIATE]."""
     if url.get_backend_name() != "sqlite":
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
         # Send executemany INSERTs as multi-row VALUES pages (one round trip per 1000 rows)
@@ -1922,6 +1929,7 @@ def _make_engine(url: URL, *, dry_run: bool = False) -> Engine:
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (SQLAlchemy's pysqlite recipe)
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a no-op unless the file is new (PAGE_SIZE)
         if not dry_run:  # switching the journal mode rewrites the file header
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")

@@ -1339,6 +1339,33 @@ def test_the_dialects_row_spelling_stores_what_plain_values_would(store: Store) 
     assert store.items_by_ids("jira", [i.id for i in edge]) == edge  # and they read back as written
 
 
+def test_a_new_sqlite_store_takes_16k_pages_and_an_older_store_keeps_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    older = tmp_path / "older.db"
+    monkeypatch.setattr(store_module, "PAGE_SIZE", 4096)  # as okrsync created stores before
+    with Store.open(f"sqlite:///{older}") as s:
+        s.write_page("jira", [item(1)], {"1": {"kr": 0}}, None, NOW)
+    monkeypatch.undo()
+    newer = tmp_path / "newer.db"
+    for path in (older, newer):
+        with Store.open(f"sqlite:///{path}") as s:
+            s.write_page("jira", [item(2, done_at=None, points=None)], {"2": {"kr": 0}}, None, NOW)
+            assert s.count_items() == (2 if path == older else 1) and s.quick_check()
+    sizes = {}
+    for path in (older, newer):
+        db = sqlite3.connect(path)
+        try:
+            size, mode = db.execute("PRAGMA page_size").fetchone()[0], db.execute("PRAGMA journal_mode").fetchone()[0]
+            sizes[path.name] = (size, mode)
+        finally:
+            db.close()
+    assert sizes == {"older.db": (4096, "wal"), "newer.db": (store_module.PAGE_SIZE, "wal")}
+    assert store_module.PAGE_SIZE == 16384
+
+
 def test_a_first_load_takes_statistics_once_when_its_indexes_are_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
