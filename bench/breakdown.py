@@ -216,7 +216,15 @@ def sqlite_floor(stored: Path, book: Breakdown) -> None:
     """Write ``stored``'s items and matches again into a fresh database with bare ``sqlite3``."""
     import sqlite3
 
-    from syncer.store import _DEFERRABLE, _DELETE_MATCHES, _INSERT_MATCHES, _NULLABLE_TEXT, _ROW_COLUMNS, _SQLITE_ITEMS
+    from syncer.store import (
+        _DEFERRABLE,
+        _DELETE_MATCHES,
+        _INSERT_MATCHES,
+        _NULLABLE_TEXT,
+        _ROW_COLUMNS,
+        _SQLITE_ITEMS,
+        PAGE_SIZE,
+    )
 
     # The rows as write_page binds them on SQLite (_ItemBinding): NULL spelled by its stand-ins,
     # the flags as integers already (SQLite stored them so), no retired_at.
@@ -243,6 +251,7 @@ def sqlite_floor(stored: Path, book: Breakdown) -> None:
     target = stored.with_name("sqlite-floor.db")
     db = sqlite3.connect(target, isolation_level=None)
     try:
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # as a store okrsync creates
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         deferred = [sql for sql in schema if any(name in sql for name in _DEFERRABLE)]
