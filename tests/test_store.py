@@ -1306,37 +1306,41 @@ _EDGE_TEXT = ("", "0", "0.0", "NULL", "null", "1e3", " ", "ü-Ω", "\x00")
 """Optional text values that a stand-in for NULL must not swallow or retype."""
 
 
-def _edge_items(source: str) -> list[WorkItem]:
+def _edge_items(source: str, shift: int = 0) -> list[WorkItem]:
+    """Items with every optional field empty in some and set to an awkward value in others;
+    ``shift`` moves which is which (to write the same ids over again)."""
     points: list[float | None] = [None, 0.0, 0, -1.0, 2.5, 1e300, 3]  # type: ignore[list-item]  # an int too
     made = []
     for n in range(len(_EDGE_TEXT) * 2):
-        text_or_none = None if n % 3 == 2 else _EDGE_TEXT[n % len(_EDGE_TEXT)]
+        m = n + shift
+        text_or_none = None if m % 3 == 2 else _EDGE_TEXT[m % len(_EDGE_TEXT)]
         made.append(item(
-            f"e{n:02d}", source=source, created_at=None if n % 4 == 1 else NOW - timedelta(days=n),
-            done_at=None if n % 2 else NOW, excluded=n % 2 == 0, in_scope=n % 3 != 0,
+            f"e{n:02d}", source=source, created_at=None if m % 4 == 1 else NOW - timedelta(days=m),
+            done_at=None if m % 2 else NOW, excluded=m % 2 == 0, in_scope=m % 3 != 0,
             resolution=text_or_none, milestone=text_or_none, parent_key=text_or_none, parent_id=text_or_none,
-            points=points[n % len(points)],
+            points=points[m % len(points)],
         ))  # fmt: skip
     return made
 
 
 def test_the_dialects_row_spelling_stores_what_plain_values_would(store: Store) -> None:
     # SQLite's rows spell NULL and the flags with stand-ins (_ItemBinding): the stored values and
-    # their types must be exactly those that binding None, True and False gives.
-    edge = _edge_items("jira")
-    store.write_page("jira", edge, {}, None, NOW)
-    plain = [store_module._item_values(i, "NOW", store_module._PLAIN_ITEMS) for i in _edge_items("plain")]
-    with store._write("plain rows") as conn:
-        store_module._executemany(conn, store_module._PLAIN_ITEMS.sql, plain)
+    # their types must be exactly those that binding None, True and False gives, written new
+    # and written over (the upsert's update takes the same spelled values).
     columns = [c for c in store_module._ITEM_ALL if c not in ("source", "first_seen_at", "last_seen_at")]
     typed = ", ".join(f'"{c}"' + (f', typeof("{c}")' if store.dialect == "sqlite" else "") for c in columns)
-    with store._read("rows") as conn:
-        def stored(source: str) -> list[tuple[Any, ...]]:
+    for shift in (0, 1, 2):
+        edge = _edge_items("jira", shift)
+        store.write_page("jira", edge, {}, None, NOW)
+        plain = [store_module._item_values(i, "NOW", store_module._PLAIN_ITEMS) for i in _edge_items("plain", shift)]
+        with store._write("plain rows") as conn:
+            store_module._executemany(conn, store_module._PLAIN_ITEMS.sql, plain)
+        with store._read("rows") as conn:
             query = text(f"SELECT {typed} FROM items WHERE source = :s ORDER BY id")
-            return [tuple(r) for r in conn.execute(query, {"s": source})]
-        ours, reference = stored("jira"), stored("plain")
-    assert len(ours) == len(edge) and ours == reference
-    assert store.items_by_ids("jira", [i.id for i in edge]) == edge  # and they read back as written
+            ours = [tuple(r) for r in conn.execute(query, {"s": "jira"})]
+            reference = [tuple(r) for r in conn.execute(query, {"s": "plain"})]
+        assert len(ours) == len(edge) and ours == reference
+        assert store.items_by_ids("jira", [i.id for i in edge]) == edge  # and they read back as written
 
 
 def test_a_new_sqlite_store_takes_16k_pages_and_an_older_store_keeps_its_own(
