@@ -220,23 +220,25 @@ def sqlite_floor(stored: Path, book: Breakdown) -> None:
         _DEFERRABLE,
         _DELETE_MATCHES,
         _INSERT_MATCHES,
-        _NULLABLE_TEXT,
+        _NULLABLE,
         _ROW_COLUMNS,
         _SQLITE_ITEMS,
         PAGE_SIZE,
     )
 
-    # The rows as write_page binds them on SQLite (_ItemBinding): NULL spelled by its stand-ins,
-    # the flags as integers already (SQLite stored them so), no retired_at.
-    stand_in = {name: _SQLITE_ITEMS.null_text for name in _NULLABLE_TEXT} | {"points": _SQLITE_ITEMS.null_points}
-    picked = ", ".join(
-        f"coalesce(\"{name}\", {stand_in[name]!r})" if name in stand_in else f'"{name}"' for name in _ROW_COLUMNS
-    )
+    # The rows as write_page binds them on SQLite (_ItemBinding): NULL spelled by its stand-in,
+    # the flags as integers already (SQLite stored them so), no retired_at (never written).
+    optional = {_ROW_COLUMNS.index(name) for name in _NULLABLE}
+    null = _SQLITE_ITEMS.null
     source_db = sqlite3.connect(stored)
     try:
         schema = [sql for (sql,) in source_db.execute(
             "SELECT sql FROM sqlite_master WHERE tbl_name IN ('items', 'matches') AND sql IS NOT NULL")]
-        rows = source_db.execute(f"SELECT {picked} FROM items ORDER BY rowid").fetchall()
+        picked = ", ".join(f'"{name}"' for name in _ROW_COLUMNS)
+        rows = [
+            tuple(null if value is None and n in optional else value for n, value in enumerate(row))
+            for row in source_db.execute(f"SELECT {picked} FROM items ORDER BY rowid")
+        ]
         matched: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for row in source_db.execute("SELECT source, item_id, kr_id, rule_index FROM matches"):
             matched.setdefault((row[0], row[1]), []).append(row)

@@ -76,6 +76,11 @@ def _dt(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _text(value: Any) -> str | None:
+    """An optional text field as ``WorkItem`` holds it: a JSON number (``"parent_id": 12``) as text."""
+    return None if value is None else str(value)
+
+
 def item_from_json(source: str, raw: Mapping[str, Any]) -> WorkItem:
     """One JSON object -> WorkItem; unknown states become ``unknown`` rather than an error."""
     state_text = str(raw.get("state", "todo"))
@@ -100,8 +105,8 @@ def item_from_json(source: str, raw: Mapping[str, Any]) -> WorkItem:
         excluded=bool(raw.get("excluded", False)),
         points=float(raw["points"]) if isinstance(raw.get("points"), int | float) else None,
         labels=tuple(str(x) for x in raw.get("labels", ())),
-        parent_key=raw.get("parent_key"),
-        parent_id=raw.get("parent_id"),
+        parent_key=_text(raw.get("parent_key")),
+        parent_id=_text(raw.get("parent_id")),
         in_scope=bool(raw.get("in_scope", True)),
         unknown_fields=("state",) if state is State.UNKNOWN else (),
     )

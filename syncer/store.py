@@ -102,7 +102,8 @@ PAGE_SIZE = 16384
 200k items writes ~90 MB of B-tree pages: with 16 KiB pages the bare-sqlite3 replay of its rows
 took 19% less CPU (commits, i.e. WAL frames, halved), and the pass's reads cost the same
 (bench/RESULTS.md). The page cache stays 2 MB (``cache_size`` is in KiB). A store created
-with other pages keeps them: in WAL mode SQLite changes the page size only by a VACUUM."""
+with other pages keeps them: SQLite changes an existing file's page size only by a VACUUM
+outside WAL mode, which okrsync never runs (the README shows the command)."""
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another writer before giving up."""
 log = logging.getLogger("okrsync.store")
@@ -190,27 +191,28 @@ def _quoted(names: Sequence[str]) -> str:
 class _ItemBinding(NamedTuple):
     """How ``write_page`` spells an items row for one dialect's driver (``_item_values``).
 
-    Python's ``sqlite3`` binds an exact ``int``, ``float`` or ``str`` directly, but sends
-    ``None`` and ``bool`` through its adapter lookup first: ~300 ns per value against 25-80
-    (measured on the bench machine). An items row holds 6-7 of them (two flags, the never-set
-    ``retired_at`` and 4-5 empty optional fields), ~0.35 s of a 200k first sync. So on SQLite
-    the flags go as 1/0 (what SQLite stored for True/False anyway) and an empty optional field
-    as a stand-in the statement turns back into NULL: ``NULLIF(?, 0)`` where every real value is
-    text (a text value never equals an integer: a bound parameter has no affinity), and
-    ``NULLIF(?, '')`` for the points, whose real values are numbers. The stored rows are the
-    same bytes (tested). PostgreSQL's driver binds None and bools as they are."""
+    Python's ``sqlite3`` binds an exact ``int``, ``float``, ``str`` or ``bytearray`` directly,
+    but sends ``None`` and ``bool`` through its adapter lookup first: ~300 ns per value against
+    25-100 (measured on the bench machine). An items row holds 6-7 of them (two flags, the
+    never-set ``retired_at`` and 4-5 empty optional fields), ~0.35 s of a 200k first sync. So on
+    SQLite the flags True/False go as 1/0 (what SQLite stored for them anyway) and an empty
+    optional field as an empty ``bytearray`` that ``NULLIF(?, x'')`` turns back into NULL: only
+    an empty BLOB equals it, and no item field holds bytes (JSON has none), whatever else a
+    connector puts there (text, a number, NaN). The stored rows are the same bytes as with
+    None, True and False (tested). PostgreSQL's driver binds them as they are."""
 
     sql: str
-    null_text: Any
-    null_points: Any
+    null: Any
     yes: Any
     no: Any
 
 
-_NULLABLE_TEXT = ("created_at", "done_at", "resolution", "milestone", "parent_key", "parent_id")
-"""Optional items columns whose values, when present, are always text."""
+_NULLABLE = ("created_at", "done_at", "resolution", "points", "milestone", "parent_key", "parent_id")
+"""Optional items columns ``_item_values`` fills (``retired_at`` is never written with a row)."""
 _ROW_COLUMNS = [name for name in _ITEM_ALL if name != "retired_at"]
 """The columns ``_item_values`` gives values for: a written item is live, ``retired_at`` is NULL."""
+_NULL_BLOB = bytearray()
+"""SQLite's stand-in for NULL in an items row (``_ItemBinding``); never changed."""
 
 
 def _upsert_items_sql(placeholder: Callable[[str], str]) -> str:
@@ -221,14 +223,10 @@ def _upsert_items_sql(placeholder: Callable[[str], str]) -> str:
     )
 
 
-def _sqlite_placeholder(name: str) -> str:
-    if name in _NULLABLE_TEXT:
-        return "NULLIF(?, 0)"
-    return "NULLIF(?, '')" if name == "points" else "?"
-
-
-_SQLITE_ITEMS = _ItemBinding(_upsert_items_sql(_sqlite_placeholder), 0, "", 1, 0)
-_PLAIN_ITEMS = _ItemBinding(_upsert_items_sql(lambda name: "?"), None, None, True, False)
+_SQLITE_ITEMS = _ItemBinding(
+    _upsert_items_sql(lambda name: "NULLIF(?, x'')" if name in _NULLABLE else "?"), _NULL_BLOB, 1, 0
+)
+_PLAIN_ITEMS = _ItemBinding(_upsert_items_sql(lambda name: "?"), None, True, False)
 
 
 def _item_values(item: WorkItem, now_text: str, binding: _ItemBinding = _PLAIN_ITEMS) -> tuple[Any, ...]:
@@ -237,22 +235,25 @@ def _item_values(item: WorkItem, now_text: str, binding: _ItemBinding = _PLAIN_I
     without SQLAlchemy's per-value processors (at 200k items those were a third of the write cost).
 
     The item is unpacked in one step (it is a tuple) rather than read field by field, and the
-    enums' text taken as ``_value_`` (``.value`` is a property): 3.3-3.6 -> 3.0 us per item."""
+    enums' text taken as ``_value_`` (``.value`` is a property): 3.3-3.6 -> 3.0 us per item.
+    Only True and False are respelled: a flag that is not a bool goes as it came."""
     (
         source, item_id, key, title, url, kind, state, updated, container, issue_type, created, done,
         excluded, resolution, points, labels, components, milestone, fix_versions, parent_key, parent_id,
         status_name, in_scope, unknown,
     ) = item  # fmt: skip
-    _, null, null_points, yes, no = binding
+    _, null, yes, no = binding
     return (
         source, item_id, key, title, url, kind._value_, state._value_, issue_type, container,
         null if created is None else format_utc(created), format_utc(updated),
         null if done is None else format_utc(done),
-        yes if excluded else no, null if resolution is None else resolution,
-        null_points if points is None else points, _json_list(labels), _labels_blob(labels),
-        _json_list(components), null if milestone is None else milestone, _json_list(fix_versions),
+        yes if excluded is True else no if excluded is False else excluded,
+        null if resolution is None else resolution, null if points is None else points,
+        _json_list(labels), _labels_blob(labels), _json_list(components),
+        null if milestone is None else milestone, _json_list(fix_versions),
         null if parent_key is None else parent_key, null if parent_id is None else parent_id, status_name,
-        yes if in_scope else no, _json_list(unknown), now_text, now_text,
+        yes if in_scope is True else no if in_scope is False else in_scope,
+        _json_list(unknown), now_text, now_text,
     )  # fmt: skip
 
 

@@ -1298,7 +1298,7 @@ def test_an_items_row_puts_every_field_of_the_item_in_its_own_column() -> None:
         "first_seen_at": "NOW", "last_seen_at": "NOW",
     }
     nullable = {c.name for c in store_schema.items.columns if c.nullable}
-    stand_ins = {*store_module._NULLABLE_TEXT, "points", "retired_at"}
+    stand_ins = {*store_module._NULLABLE, "retired_at"}
     assert nullable == stand_ins, "a new optional column needs its stand-in in _ItemBinding"
 
 
@@ -1323,6 +1323,20 @@ def _edge_items(source: str, shift: int = 0) -> list[WorkItem]:
     return made
 
 
+def _plain_row(i: WorkItem) -> tuple[Any, ...]:
+    """``i``'s items row with its flags and optional fields exactly as the item holds them (the
+    reference the SQLite spelling must store the same as), in ``_ROW_COLUMNS`` order."""
+    from syncer.store_schema import format_utc
+
+    row = dict(zip(store_module._ROW_COLUMNS, store_module._item_values(i, "NOW"), strict=True))
+    row.update(
+        excluded=i.excluded, in_scope=i.in_scope, resolution=i.resolution, points=i.points, milestone=i.milestone,
+        parent_key=i.parent_key, parent_id=i.parent_id, done_at=None if i.done_at is None else format_utc(i.done_at),
+        created_at=None if i.created_at is None else format_utc(i.created_at),
+    )  # fmt: skip
+    return tuple(row[c] for c in store_module._ROW_COLUMNS)
+
+
 def test_the_dialects_row_spelling_stores_what_plain_values_would(store: Store) -> None:
     # SQLite's rows spell NULL and the flags with stand-ins (_ItemBinding): the stored values and
     # their types must be exactly those that binding None, True and False gives, written new
@@ -1332,7 +1346,7 @@ def test_the_dialects_row_spelling_stores_what_plain_values_would(store: Store) 
     for shift in (0, 1, 2):
         edge = _edge_items("jira", shift)
         store.write_page("jira", edge, {}, None, NOW)
-        plain = [store_module._item_values(i, "NOW", store_module._PLAIN_ITEMS) for i in _edge_items("plain", shift)]
+        plain = [_plain_row(i) for i in _edge_items("plain", shift)]
         with store._write("plain rows") as conn:
             store_module._executemany(conn, store_module._PLAIN_ITEMS.sql, plain)
         with store._read("rows") as conn:
@@ -1341,6 +1355,33 @@ def test_the_dialects_row_spelling_stores_what_plain_values_would(store: Store) 
             reference = [tuple(r) for r in conn.execute(query, {"s": "plain"})]
         assert len(ours) == len(edge) and ours == reference
         assert store.items_by_ids("jira", [i.id for i in edge]) == edge  # and they read back as written
+
+
+def test_the_row_spelling_keeps_values_a_connector_should_not_send_as_plain_binding_does(tmp_path: Path) -> None:
+    # A connector may break WorkItem's types (a JSON number as a parent id, a truthy flag that is
+    # not a bool): SQLite stores them exactly as binding the value itself would, never as NULL.
+    # (PostgreSQL binds plainly and refuses most of these, as it always did.)
+    odd: list[dict[str, Any]] = [
+        {"parent_id": 0, "parent_key": 0.0, "resolution": -0.0, "milestone": 7, "points": True},
+        {"parent_id": "", "parent_key": b"\x00", "resolution": "x''", "milestone": 1e20, "points": "3"},
+        {"parent_id": 10**18, "parent_key": "0", "resolution": 0.5, "milestone": "", "points": 0},
+        {"excluded": 2, "in_scope": 0, "points": bytearray(b"\x01"), "created_at": None},
+    ]
+    store = Store.open(f"sqlite:///{tmp_path / 'okrsync.db'}")
+    columns = [c for c in store_module._ITEM_ALL if c not in ("source", "first_seen_at", "last_seen_at")]
+    typed = ", ".join(f'"{c}", typeof("{c}")' for c in columns)
+    store.write_page("jira", [item(f"o{n}", source="jira", **fields) for n, fields in enumerate(odd)], {}, None, NOW)
+    with store._write("plain rows") as conn:
+        plain = [_plain_row(item(f"o{n}", source="plain", **fields)) for n, fields in enumerate(odd)]
+        store_module._executemany(conn, store_module._PLAIN_ITEMS.sql, plain)
+    with store._read("rows") as conn:
+        query = text(f"SELECT {typed} FROM items WHERE source = :s ORDER BY id")
+        ours = [tuple(r) for r in conn.execute(query, {"s": "jira"})]
+        reference = [tuple(r) for r in conn.execute(query, {"s": "plain"})]
+    store.close()
+    assert len(ours) == len(odd) and ours == reference
+    at = columns.index("parent_id") * 2
+    assert ours[0][at : at + 2] == ("0", "text")  # a number in a text column is text, as it was
 
 
 def test_a_new_sqlite_store_takes_16k_pages_and_an_older_store_keeps_its_own(
