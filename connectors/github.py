@@ -487,27 +487,31 @@ def to_work_item(raw: Mapping[str, Any], source: str, *, repo: str, in_scope: bo
     type_name = issue_type.get("name") if isinstance(issue_type, dict) else None
     title = raw.get("title")
     url = raw.get("html_url")
-    return WorkItem(
-        source=source,
-        id=item_id,
-        key=key,
-        title=title if isinstance(title, str) else "",
-        url=url if isinstance(url, str) else "",
-        kind=kind,
-        state=state,
-        updated_at=updated_at,
-        container=container,
-        issue_type=type_name if isinstance(type_name, str) else "",
-        created_at=created_at,
-        done_at=done_at,
-        excluded=excluded,
-        resolution=reason if isinstance(reason, str) else None,
-        labels=labels,
-        milestone=milestone_title,
-        parent_key=_issue_key(raw.get("parent_issue_url")),
-        status_name=status_name,
-        in_scope=in_scope,
-        unknown_fields=tuple(unknown),
+    return WorkItem(  # by position, in ``WorkItem._fields`` order (see ``syncer.model.WorkItem``)
+        source,
+        item_id,  # id
+        key,
+        title if isinstance(title, str) else "",  # title
+        url if isinstance(url, str) else "",  # url
+        kind,
+        state,
+        updated_at,
+        container,
+        type_name if isinstance(type_name, str) else "",  # issue_type
+        created_at,
+        done_at,
+        excluded,
+        reason if isinstance(reason, str) else None,  # resolution
+        None,  # points: GitHub has none
+        labels,
+        (),  # components: GitHub has none
+        milestone_title,  # milestone
+        (),  # fix_versions: GitHub has none
+        _issue_key(raw.get("parent_issue_url")),  # parent_key
+        None,  # parent_id: linked by key afterwards (Store.link_parents)
+        status_name,
+        in_scope,
+        tuple(unknown),  # unknown_fields
     )
 
 

@@ -306,6 +306,8 @@ class JiraConnector:
         )
         self.base = config.url.rstrip("/")
         self._simple_scope = _scope_projects(config.scope)
+        self._excluded_resolutions = frozenset(r.casefold() for r in config.excluded_resolutions)
+        """Compared case-insensitively for every resolved issue (the config is frozen)."""
 
     # -- counters ---------------------------------------------------------------------------
 
@@ -860,9 +862,7 @@ class JiraConnector:
             unknown.append("issuetype")
         resolution = _obj(fields.get("resolution")).get("name")
         resolution = str(resolution) if resolution else None
-        excluded = bool(
-            resolution and resolution.casefold() in {r.casefold() for r in self.config.excluded_resolutions}
-        )
+        excluded = bool(resolution and resolution.casefold() in self._excluded_resolutions)
         updated = parse_jira_time(fields.get("updated"))
         if updated is None:
             unknown.append("updated")
@@ -898,30 +898,31 @@ class JiraConnector:
         container = str(project.get("key") or (key.rsplit("-", 1)[0] if "-" in key else ""))
         if "key" not in project:
             unknown.append("project")
-        return WorkItem(
-            source=self.name,
-            id=str(raw.get("id") or ""),
-            key=key,
-            title=str(fields.get("summary") or ""),
-            url=f"{self.base}/browse/{key}",
-            kind=kind,
-            state=state,
-            updated_at=updated,
-            container=container,
-            issue_type=type_name,
-            created_at=parse_jira_time(fields.get("created")),
-            done_at=done_at,
-            excluded=excluded,
-            resolution=resolution,
-            points=points,
-            labels=_names(fields.get("labels")),
-            components=_names(fields.get("components")),
-            fix_versions=_names(fields.get("fixVersions")),
-            parent_key=parent_key,
-            parent_id=parent_id,
-            status_name=str(status.get("name") or ""),
-            in_scope=in_scope,
-            unknown_fields=tuple(unknown),
+        return WorkItem(  # by position, in ``WorkItem._fields`` order (see ``syncer.model.WorkItem``)
+            self.name,  # source
+            str(raw.get("id") or ""),  # id
+            key,
+            str(fields.get("summary") or ""),  # title
+            f"{self.base}/browse/{key}",  # url
+            kind,
+            state,
+            updated,  # updated_at
+            container,
+            type_name,  # issue_type
+            parse_jira_time(fields.get("created")),  # created_at
+            done_at,
+            excluded,
+            resolution,
+            points,
+            _names(fields.get("labels")),  # labels
+            _names(fields.get("components")),  # components
+            None,  # milestone: Jira has none
+            _names(fields.get("fixVersions")),  # fix_versions
+            parent_key,
+            parent_id,
+            str(status.get("name") or ""),  # status_name
+            in_scope,
+            tuple(unknown),  # unknown_fields
         )
 
     # -- write-back -------------------------------------------------------------------------

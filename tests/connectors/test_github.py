@@ -515,3 +515,24 @@ def test_publish_labels_add_and_remove_with_404_as_already_gone() -> None:
 def test_publish_rejects_a_bad_target() -> None:
     with pytest.raises(ValueError, match="owner/repo#number"):
         connector().publish(PlannedWrite("github", "OKR-12", "body_block", "x"))
+
+
+def test_every_field_of_a_mapped_issue_lands_in_its_own_place() -> None:
+    # to_work_item builds the WorkItem by position (keywords cost ~0.8 us an item): a field added
+    # to or moved in WorkItem must not shift the values into their neighbours unnoticed.
+    raw = raw_issue(
+        7, "2026-11-02T10:15:30Z", state="closed", state_reason="completed", closed_at="2026-11-01T12:00:00Z",
+        labels=[{"name": "Lab"}], milestone={"title": "M1"}, type={"name": "Bug"},
+        parent_issue_url=f"{BASE}/repos/acme/okrs/issues/2",
+    )
+    item = to_work_item(raw, "gh", repo="acme/web", in_scope=False)
+    assert item is not None
+    assert item._asdict() == {
+        "source": "gh", "id": "I_nodeacme_web7", "key": "acme/web#7", "title": "Issue 7",
+        "url": "https://ghe.example.test/acme/web/issues/7", "kind": ItemKind.ISSUE, "state": State.DONE,
+        "updated_at": datetime(2026, 11, 2, 10, 15, 30, tzinfo=UTC), "container": "acme/web", "issue_type": "Bug",
+        "created_at": datetime(2026, 10, 1, tzinfo=UTC), "done_at": datetime(2026, 11, 1, 12, tzinfo=UTC),
+        "excluded": False, "resolution": "completed", "points": None, "labels": ("Lab",), "components": (),
+        "milestone": "M1", "fix_versions": (), "parent_key": "acme/okrs#2", "parent_id": None,
+        "status_name": "closed (completed)", "in_scope": False, "unknown_fields": (),
+    }

@@ -149,3 +149,32 @@ def test_id_order_is_numeric_for_issue_ids_and_total_for_any_text() -> None:
         assert [int(i) for i in digits] == sorted(int(i) for i in digits)
 
     check()
+
+
+def test_every_field_of_a_mapped_issue_lands_in_its_own_place() -> None:
+    # to_item builds the WorkItem by position (keywords cost ~0.8 us an item): a field added to
+    # or moved in WorkItem must not shift the values into their neighbours unnoticed.
+    raw = {
+        "id": "9001", "key": "ABC-7",
+        "fields": {
+            "summary": "the title", "issuetype": {"name": "Story", "subtask": False, "hierarchyLevel": 0},
+            "status": {"name": "Shipped", "statusCategory": {"key": "done"}},
+            "resolution": {"name": "Fixed"}, "updated": "2026-11-02T10:15:30.000+0000",
+            "created": "2026-10-01T08:00:00.000+0000", "resolutiondate": "2026-11-01T12:00:00.000+0000",
+            "customfield_10016": 3, "labels": ["lab"], "components": [{"name": "comp"}],
+            "fixVersions": [{"name": "v9"}], "parent": {"id": "8000", "key": "ABC-1"}, "project": {"key": "ABC"},
+        },
+    }
+    meta = JiraMeta(cloud=True, points_fields=("customfield_10016",), epic_link_field=None)
+    item = connector("https://acme.atlassian.net").to_item(raw, meta, in_scope=False)
+    assert item._asdict() == {
+        "source": "jira", "id": "9001", "key": "ABC-7", "title": "the title",
+        "url": "https://acme.atlassian.net/browse/ABC-7", "kind": ItemKind.ISSUE, "state": State.DONE,
+        "updated_at": datetime(2026, 11, 2, 10, 15, 30, tzinfo=UTC), "container": "ABC", "issue_type": "Story",
+        "created_at": datetime(2026, 10, 1, 8, tzinfo=UTC), "done_at": datetime(2026, 11, 1, 12, tzinfo=UTC),
+        "excluded": False, "resolution": "Fixed", "points": 3.0, "labels": ("lab",), "components": ("comp",),
+        "milestone": None, "fix_versions": ("v9",), "parent_key": "ABC-1", "parent_id": "8000",
+        "status_name": "Shipped", "in_scope": False, "unknown_fields": (),
+    }
+    raw["fields"]["resolution"] = {"name": "won't do"}  # the config's "Won't Do", compared case-insensitively
+    assert connector("https://acme.atlassian.net").to_item(raw, meta).excluded
