@@ -70,6 +70,8 @@ class Row:
 @dataclass
 class Result:
     size: int
+    gzip: bool = False
+    """The sandbox compressed its answers (``--gzip``)."""
     rows: list[Row] = field(default_factory=list)
     runs: dict[str, Measure] = field(default_factory=dict)
     naive_requests: dict[str, int] = field(default_factory=dict)
@@ -139,13 +141,14 @@ def _poll(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, float]
 class Sandbox:
     """``python -m bench.sandbox_server --only T`` as one child process per tracker; stopped by ``close``."""
 
-    def __init__(self, size: int, timeout: float = 600.0) -> None:
+    def __init__(self, size: int, timeout: float = 600.0, *, gzip: bool = False) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         urls: dict[str, str] = {}
         try:
             for tracker in ("jira", "github"):
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "bench.sandbox_server", "--size", str(size), "--only", tracker],
+                    [sys.executable, "-m", "bench.sandbox_server", "--size", str(size), "--only", tracker,
+                     *(["--gzip"] if gzip else [])],
                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                 )
                 self.procs.append(proc)
@@ -246,14 +249,14 @@ def _compare(ours: dict[str, Any], naive: dict[str, Any]) -> list[str]:
 def run_bench(size: int, *, naive: bool = True, fraction: float = 0.01, step_timeout: float = 1500.0,
               workdir: Path | None = None, profile: Path | None = None, log: Any = None,
               profiler: str = "pyinstrument",
-              fmt: str = "table") -> Result:
+              fmt: str = "table", gzip: bool = False) -> Result:
     """The whole bench at ``size`` issues; see the module docstring."""
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     folder = workdir or Path(tempfile.mkdtemp(prefix="okrsync-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    result = Result(size)
-    say(f"bench: starting the sandbox with {size} issues")
-    sandbox = Sandbox(size)
+    result = Result(size, gzip=gzip)
+    say(f"bench: starting the sandbox with {size} issues" + (", answers gzip-compressed" if gzip else ""))
+    sandbox = Sandbox(size, gzip=gzip)
     try:
         info = sandbox.scenario_info()
         jira_info, github_info = info["jira"], info["github"]
@@ -374,7 +377,7 @@ def table(result: Result) -> str:
             f"{'wall s':>7} {'CPU s':>7} {'CPU µs/issue':>12} {'RSS MB':>7} {'naive req':>9} "
             f"{'naive s':>8} {'× req':>6} {'× wall':>6}  formula")
     lines = [f"okrsync bench: {result.size} issues (half Jira over 20 projects, half GitHub over 100 repos), "
-             "40 key results", head, "-" * len(head)]
+             "40 key results" + (", answers gzip-compressed" if result.gzip else ""), head, "-" * len(head)]
     runs = {"full": "okrsync full", "incremental": "okrsync incremental", "idle": "okrsync idle",
             "idle later": "okrsync idle later"}
     naive_runs = {"full": "naive full", "incremental": "naive incremental"}
@@ -421,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiler", choices=("pyinstrument", "py-spy"), default="pyinstrument",
                         help="pyinstrument (main thread, text tree) or py-spy (every thread, collapsed "
                              "stacks; needs `pip install py-spy`)")
+    parser.add_argument("--gzip", action="store_true",
+                        help="the sandbox compresses its answers for clients that accept gzip, as GitHub and "
+                             "Jira Cloud do (requests and so okrsync and the naive script ask for it); off by "
+                             "default, as in the earlier sessions' figures")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                         help="okrsync sync's output (default: its default, the table)")
@@ -431,14 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     # workload before and after says which phase a run's figures come from.
     calibration = [workload()]
     result = run_bench(args.size, naive=not args.no_naive, fraction=args.fraction, step_timeout=args.step_timeout,
-                       workdir=args.dir, profile=args.profile, fmt=args.format, profiler=args.profiler)
+                       workdir=args.dir, profile=args.profile, fmt=args.format, profiler=args.profiler,
+                       gzip=args.gzip)
     calibration.append(workload())
     print(table(result))
     print(f"calibration (python -m bench.calibrate, CPU s): {calibration[0]:.2f} before, {calibration[1]:.2f} after")
     print(f"bench wall time: {time.monotonic() - started:.1f} s")
     if args.json:
         args.json.write_text(json.dumps({
-            "size": result.size, "passed": result.passed,
+            "size": result.size, "passed": result.passed, "gzip": result.gzip,
             "rows": [r.__dict__ for r in result.rows],
             "runs": {k: {"wall": v.wall, "cpu": v.cpu, "rss_mb": v.rss_mb} for k, v in result.runs.items()},
             "naive_requests": result.naive_requests, "fetched": result.fetched, "failures": result.failures,

@@ -112,8 +112,9 @@ class _GitHubBench:
 
 
 def start(size: int, *, seed: int = 1, repos: int = len(REPOS), projects: int = PROJECTS,
-          now: datetime | None = None, only: str | None = None) -> dict[str, SandboxServer]:
-    """The bench sandboxes (both, or ``only`` one), started on free loopback ports (the caller stops them)."""
+          now: datetime | None = None, only: str | None = None, gzip: bool = False) -> dict[str, SandboxServer]:
+    """The bench sandboxes (both, or ``only`` one), started on free loopback ports (the caller
+    stops them); ``gzip``: answers compressed for clients that accept it, as the real trackers'."""
     jira_size, github_size = split(size)
     moment = now or datetime.now(UTC)
     servers: dict[str, SandboxServer] = {}
@@ -121,12 +122,12 @@ def start(size: int, *, seed: int = 1, repos: int = len(REPOS), projects: int = 
         if only in (None, "jira"):
             jira = JiraApp(scenario="bench", size=jira_size, now=moment, seed=seed, users={JIRA_EMAIL: JIRA_TOKEN},
                            projects=projects)
-            servers["jira"] = SandboxServer(_JiraBench(jira), seed=seed).start()
+            servers["jira"] = SandboxServer(_JiraBench(jira), seed=seed, compress=gzip).start()
         if only in (None, "github"):
             # A high primary limit: the bench reads the quota it used, it does not test running out.
             github = GitHubApp(scenario="bench", size=github_size, repos=REPOS[:repos], now=moment, seed=seed,
                                tokens=(GITHUB_TOKEN,), rate_limit=1_000_000)
-            servers["github"] = SandboxServer(_GitHubBench(github), seed=seed).start()
+            servers["github"] = SandboxServer(_GitHubBench(github), seed=seed, compress=gzip).start()
             github.base_url = servers["github"].url
     except BaseException:
         for server in servers.values():
@@ -143,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=PROJECTS)
     parser.add_argument("--only", choices=("jira", "github"),
                         help="serve one tracker (the bench runs one process per tracker, as real trackers are)")
+    parser.add_argument("--gzip", action="store_true",
+                        help="gzip answers for clients that accept it (Accept-Encoding), as GitHub and Jira Cloud do")
     args = parser.parse_args(argv)
-    servers = start(args.size, seed=args.seed, repos=args.repos, projects=args.projects, only=args.only)
+    servers = start(args.size, seed=args.seed, repos=args.repos, projects=args.projects, only=args.only,
+                    gzip=args.gzip)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

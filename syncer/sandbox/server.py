@@ -10,10 +10,16 @@ Control endpoints (for tests and benchmarks that run okrsync as a subprocess):
 ``POST /_sandbox/faults`` (a JSON list of faults), ``DELETE /_sandbox/faults``,
 ``GET /_sandbox/requests`` (the log), ``DELETE /_sandbox/requests``, and
 ``POST /_sandbox/<action>`` passed to the app's ``control``.
+
+``compress=True`` makes it answer as GitHub's and Jira Cloud's front ends do for a client that
+sends ``Accept-Encoding: gzip`` (requests does by default): bodies of ``COMPRESS_MIN`` bytes or
+more go out gzip-compressed (``Content-Encoding: gzip``, ``Vary: Accept-Encoding``), so that a
+bench can charge the client the decompression it pays against the real trackers.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -23,7 +29,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["App", "Fault", "Reply", "Request", "SandboxServer"]
+__all__ = ["COMPRESS_MIN", "App", "Fault", "Reply", "Request", "SandboxServer", "accepts_gzip"]
+
+COMPRESS_MIN = 1024
+"""Smaller bodies go out as they are (front ends skip them: the header costs more than it saves)."""
+
+COMPRESS_LEVEL = 1
+"""nginx's default ``gzip_comp_level``: the sandbox's CPU is not what a bench measures."""
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """``Accept-Encoding`` names gzip (or ``*``) with a weight above zero."""
+    for part in (header or "").split(","):
+        coding, *params = part.split(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        weight = "1"
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                weight = value.strip()
+        try:
+            if float(weight) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 @dataclass
@@ -114,10 +145,15 @@ class LoggedRequest:
 class SandboxServer:
     """Serves one ``App`` on 127.0.0.1 in a background thread; ``with`` starts and stops it."""
 
-    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0) -> None:
+    def __init__(
+        self, app: App, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, compress: bool = False
+    ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the sandbox only listens on loopback addresses")
         self.app = app
+        self.compress = compress
+        self.compressed = 0
+        """Answers sent gzip-compressed so far."""
         self.faults: list[Fault] = []
         self.log: list[LoggedRequest] = []
         self._lock = threading.Lock()
@@ -257,10 +293,15 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     payload, headers = reply.encoded()
                     reply = Reply(reply.status, payload[: fault.keep], headers)
             server._record(request, reply.status)
-            self._send(reply)
+            self._send(reply, gzip_ok=server.compress and accepts_gzip(self.headers.get("Accept-Encoding")))
 
-        def _send(self, reply: Reply) -> None:
+        def _send(self, reply: Reply, *, gzip_ok: bool = False) -> None:
             payload, headers = reply.encoded()
+            if gzip_ok and reply.status != 304 and len(payload) >= COMPRESS_MIN:
+                payload = gzip.compress(payload, compresslevel=COMPRESS_LEVEL, mtime=0)
+                headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+                with server._lock:
+                    server.compressed += 1
             if any(name.lower() == "date" for name in headers):
                 # The app keeps its own clock (data dated relative to a given ``now``): its Date wins.
                 self.send_response_only(reply.status)

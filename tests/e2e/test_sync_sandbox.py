@@ -271,3 +271,17 @@ objectives:
             assert not unaligned & {i.key for i in children}
     finally:
         server.stop()
+
+
+def test_gzip_compressed_answers_sync_to_the_same_store(org: Org) -> None:
+    # GitHub and Jira Cloud compress their answers for a client that accepts gzip, as requests
+    # does by default: the shaped decoding must see the inflated bytes, full pass and incremental.
+    org.jira_server.compress = org.github_server.compress = True
+    config = org.config()
+    with Store.open(config.store_url()) as store:
+        assert run_once(config, store, SyncOptions(full=True)).exit_code == 0
+        assert_store_equals_truth(store, org)
+        mutate_week(org.jira, org.github)
+        assert run_once(config, store, SyncOptions()).exit_code == 0
+        assert_store_equals_truth(store, org)
+    assert org.jira_server.compressed > 0 and org.github_server.compressed > 0
