@@ -299,7 +299,10 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
             payload, headers = reply.encoded()
             if gzip_ok and reply.status != 304 and len(payload) >= COMPRESS_MIN:
                 payload = gzip.compress(payload, compresslevel=COMPRESS_LEVEL, mtime=0)
-                headers = {**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+                vary = next((v for k, v in headers.items() if k.lower() == "vary"), "")
+                headers = {k: v for k, v in headers.items() if k.lower() != "vary"}
+                headers["Content-Encoding"] = "gzip"
+                headers["Vary"] = f"{vary}, Accept-Encoding" if vary else "Accept-Encoding"
                 with server._lock:
                     server.compressed += 1
             if any(name.lower() == "date" for name in headers):
