@@ -27,7 +27,6 @@ from __future__ import annotations
 import bisect
 import email.utils
 import hashlib
-import json
 import math
 import random
 import threading
@@ -41,7 +40,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 from syncer.model import ItemKind, State, WorkItem
-from syncer.sandbox.server import Reply, Request, SandboxServer
+from syncer.sandbox.server import Reply, Request, SandboxServer, encode_json
 
 __all__ = ["GitHubApp", "cycle_of", "start_github_sandbox"]
 
@@ -68,7 +67,10 @@ def cycle_of(now: datetime) -> tuple[str, date, date]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+    if value is None:
+        return None
+    v = value.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (v.year, v.month, v.day, v.hour, v.minute, v.second)  # noqa: UP031
 
 
 def _sec(value: datetime) -> datetime:
@@ -927,7 +929,7 @@ class GitHubApp:
 
     def _issue_json(self, base: str, repo: _Repo, issue: _Issue) -> bytes:
         """One listed issue as the page's JSON array holds it (no spaces, as ``_conditional``)."""
-        return json.dumps(self._render(base, repo, issue), separators=(",", ":")).encode()
+        return encode_json(self._render(base, repo, issue))
 
     def _keep(
         self, repo: _Repo, issue: _Issue, state: str, since: datetime | None, labels: list[str], milestone: str | None
@@ -958,7 +960,7 @@ class GitHubApp:
     def _conditional(self, request: Request, body: Any, headers: dict[str, str]) -> Reply:
         """A strong ETag over the exact body bytes; ``If-None-Match`` that matches → 304 (free).
         ``body`` is sent as JSON, or as it is when already encoded (``bytes``)."""
-        payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        payload = body if isinstance(body, bytes) else encode_json(body)
         etag = '"' + hashlib.sha256(payload).hexdigest()[:40] + '"'
         headers = {
             **headers,

@@ -144,7 +144,15 @@ def jira_time(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     local = moment.astimezone(ACCOUNT_ZONE)
-    return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}" + local.strftime("%z")
+    offset = local.utcoffset()
+    minutes = int(offset.total_seconds()) // 60 if offset is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    # %-formatting, not strftime: the sandbox renders 4-5 of these per issue on the bench's cores
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03d%s%02d%02d" % (  # noqa: UP031
+        local.year, local.month, local.day, local.hour, local.minute, local.second, local.microsecond // 1000,
+        sign, hours, minutes,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
