@@ -47,22 +47,21 @@ def encode_json(value: Any) -> bytes:
 
 
 def accepts_gzip(header: str | None) -> bool:
-    """``Accept-Encoding`` names gzip (or ``*``) with a weight above zero."""
+    """``Accept-Encoding`` gives gzip a weight above zero: its own, or ``*``'s when it is not named."""
+    weights: dict[str, float] = {}
     for part in (header or "").split(","):
         coding, *params = part.split(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        weight = "1"
+        weight = 1.0
         for param in params:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
-                weight = value.strip()
-        try:
-            if float(weight) > 0:
-                return True
-        except ValueError:
-            continue
-    return False
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0  # an unreadable weight accepts nothing
+        weights[coding.strip().lower()] = weight
+    named = weights.get("gzip", weights.get("x-gzip"))
+    return (named if named is not None else weights.get("*", 0.0)) > 0
 
 
 @dataclass

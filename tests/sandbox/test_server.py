@@ -42,7 +42,8 @@ def _get(server: SandboxServer, path: str, accept: str | None) -> tuple[int, dic
     [
         ("gzip, deflate", True), ("GZIP", True), ("br;q=1.0, gzip;q=0.5", True), ("*", True),
         ("deflate", False), ("gzip;q=0", False), ("gzip; q=0.0", False), ("", False), (None, False),
-        ("gzip;q=nonsense", False), ("identity", False),
+        ("gzip;q=nonsense", False), ("identity", False), ("*, gzip;q=0", False), ("gzip;q=0, *", False),
+        ("deflate, *;q=0.1", True), ("x-gzip", True),
     ],
 )
 def test_accept_encoding_is_read_with_its_weights(header: str | None, expected: bool) -> None:
