@@ -47,17 +47,30 @@ __all__ = [
 ]
 
 
-def format_utc(value: datetime, _utc: Any = UTC) -> str:
+_DAY_TEXT: dict[int, str] = {}
+"""``YYYY-MM-DDT`` by proleptic ordinal: a pass's items fall on a few thousand days at most."""
+_DAY_TEXT_LIMIT = 100_000
+_TWO_DIGITS = tuple("%02d" % n for n in range(100))  # noqa: UP031 - built once
+
+
+def format_utc(
+    value: datetime, _utc: Any = UTC, _days: dict[int, str] = _DAY_TEXT, _two: tuple[str, ...] = _TWO_DIGITS
+) -> str:
     """Fixed-width UTC text; a naive datetime is taken as UTC already.
 
-    Two or three per item written (200k items a full sync): %-formatting with no conversion for
-    a value already in UTC takes ~0.9 us where the f-string with seven format specs took 1.5."""
+    Two or three per item written (200k items a full sync). The day's text is kept per ordinal
+    and the clock's two-digit parts are looked up: ~0.54 us where %-formatting all seven
+    fields took ~0.79 (and the f-string with seven format specs 1.5)."""
     tz = value.tzinfo
     if tz is not None and tz is not _utc:
         value = value.astimezone(_utc)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fast form, see above
-        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond,
-    )  # fmt: skip
+    ordinal = value.toordinal()
+    day = _days.get(ordinal)
+    if day is None:
+        if len(_days) >= _DAY_TEXT_LIMIT:  # bounded whatever dates a tracker sends
+            _days.clear()
+        day = _days[ordinal] = "%04d-%02d-%02dT" % (value.year, value.month, value.day)  # noqa: UP031
+    return f"{day}{_two[value.hour]}:{_two[value.minute]}:{_two[value.second]}.{value.microsecond:06d}Z"
 
 
 def parse_utc(value: str) -> datetime:

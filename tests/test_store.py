@@ -61,6 +61,31 @@ def test_times_are_stored_as_fixed_width_utc_text(value: datetime, text_: str) -
     assert store_schema.parse_utc(text_) == (value if value.tzinfo else value.replace(tzinfo=UTC))
 
 
+def test_stored_time_text_matches_the_plain_format_for_any_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``format_utc`` keeps each day's text: whatever day, clock or offset, and after its day
+    cache has been emptied at its bound, it writes what plain %-formatting of the UTC moment
+    writes."""
+    import random
+
+    monkeypatch.setattr(store_schema, "_DAY_TEXT_LIMIT", 50)
+    rng = random.Random(7)
+    offsets = [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=13, minutes=45)), None]
+    lowest, highest = datetime(1, 1, 2).toordinal(), datetime(9999, 12, 30).toordinal()
+    for n in range(3000):
+        day = datetime.fromordinal(rng.randint(lowest, highest) if n % 3 else rng.randint(738_000, 738_100))
+        moment = day.replace(
+            hour=rng.randrange(24), minute=rng.randrange(60), second=rng.randrange(60),
+            microsecond=rng.choice([0, rng.randrange(1000) * 1000, rng.randrange(1_000_000)]),
+            tzinfo=rng.choice(offsets),
+        )  # fmt: skip
+        utc = moment if moment.tzinfo is None else moment.astimezone(UTC)
+        expected = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the reference form
+            utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+        )  # fmt: skip
+        assert store_schema.format_utc(moment) == expected, moment
+        assert len(store_schema._DAY_TEXT) <= 50
+
+
 def test_upsert_by_stable_id_keeps_one_row(store: Store) -> None:
     store.write_page("jira", [item(1, key="PLAT-1")], {}, None, NOW)
     store.write_page("jira", [item(1, key="MOB-7", container="MOB")], {}, None, NOW + timedelta(hours=1))
