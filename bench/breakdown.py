@@ -31,6 +31,7 @@ snapshots, the report). Bodies are not kept: memory stays that of one sync.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -59,6 +60,7 @@ from bench.run import TIME, Sandbox, measure  # noqa: E402
 from bench.scenario import ENV, config_text  # noqa: E402
 from connectors.base import ConnectorContext, utc_now  # noqa: E402
 from connectors.http import HttpClient, HttpPolicy  # noqa: E402
+from connectors.transport import DirectTransport, Exchange  # noqa: E402
 from syncer.cli import tune_gc  # noqa: E402
 from syncer.config import Config, load  # noqa: E402
 from syncer.matching import RuleIndex, build_index, compile_rules, match_item  # noqa: E402
@@ -112,23 +114,32 @@ def _watching_http(book: Breakdown, recorded: list[Recorded]) -> Iterator[None]:
     # Every hop goes through the transport adapter (``HttpClient`` hands prepared requests to it
     # directly since e4c9d83; watching ``Session.send`` saw none of them after that).
     original_send = requests.adapters.HTTPAdapter.send
+    original_direct = DirectTransport.send  # what a plain session uses (connectors/transport.py)
 
     def request(self: HttpClient, *args: Any, **kwargs: Any) -> Any:
         with _timed(book, "HTTP layer"):
             return original_request(self, *args, **kwargs)
 
+    @functools.wraps(original_send)  # named as a wrapper: the direct transport stays in use
     def send(self: requests.adapters.HTTPAdapter, prepared: requests.PreparedRequest, **kwargs: Any) -> Any:
         body = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
         recorded.append(Recorded(str(prepared.method), str(prepared.url), dict(prepared.headers), body))
         return original_send(self, prepared, **kwargs)
 
+    @functools.wraps(original_direct)
+    def send_direct(self: DirectTransport, exchange: Exchange, **kwargs: Any) -> Any:
+        recorded.append(Recorded(exchange.method, exchange.url, dict(exchange.headers), exchange.body))
+        return original_direct(self, exchange, **kwargs)
+
     HttpClient.request = request  # type: ignore[method-assign]
-    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign, assignment]
+    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+    DirectTransport.send = send_direct  # type: ignore[method-assign]
     try:
         yield
     finally:
         HttpClient.request = original_request  # type: ignore[method-assign]
         requests.adapters.HTTPAdapter.send = original_send  # type: ignore[method-assign]
+        DirectTransport.send = original_direct  # type: ignore[method-assign]
 
 
 def _timed_pages(pages: Iterator[Any], book: Breakdown) -> Iterator[Any]:

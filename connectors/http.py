@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from connectors.shapes import BodyShape
+from connectors.transport import ACCEPT_ENCODING, DirectTransport, direct_allowed, prepare
 from syncer.errors import AuthError, RateLimitedError, SourceError, TransientError
 
 if TYPE_CHECKING:  # imported where a request is made: `okrsync report` and `--version` never
@@ -147,6 +148,7 @@ class HttpClient:
     )
     _started: float = 0.0
     _not_before: float = 0.0
+    _direct: DirectTransport = field(default_factory=DirectTransport, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -154,7 +156,9 @@ class HttpClient:
             import requests
 
             self.session = requests.Session()
-        self.session.headers.update({"User-Agent": _USER_AGENT, "Accept": "application/json"})
+        self.session.headers.update(
+            {"User-Agent": _USER_AGENT, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
+        )
         self.session.headers.update(dict(self.headers))
         # Certificate verification stays on; a CA bundle only adds trust, it never disables it.
         self.session.verify = self.ca_bundle or True
@@ -300,15 +304,28 @@ class HttpClient:
         merged.update(headers or {})
         for name in [name for name, value in merged.items() if value is None]:
             del merged[name]  # as requests' merge_setting: None removes a header
-        prepared = requests.Request(method, url, headers=merged, params=params, json=json_body,
-                                    cookies=session.cookies, auth=_headers_as_set).prepare()
         verify: Any = session.verify
         if session.trust_env and verify is True and not self.ca_bundle:
             verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
         settings: dict[str, Any] = {"stream": True, "timeout": timeout, "verify": verify, "cert": session.cert,
-                                    "proxies": self._proxies(prepared.url or url)}
-        raw = session.get_adapter(prepared.url or url).send(prepared, **settings)
-        requests.cookies.extract_cookies_to_jar(session.cookies, prepared, raw.raw)  # type: ignore[no-untyped-call]
+                                    "proxies": self._proxies(url)}
+        raw: requests.Response | None = None
+        if direct_allowed(session, url, settings["proxies"]):
+            exchange = prepare(method, url, params, json_body, merged)
+            raw = self._direct.send(exchange, connect_timeout=timeout[0], read_timeout=timeout[1], verify=verify,
+                                    cookies=session.cookies)
+            if "Set-Cookie" in raw.headers:
+                requests.cookies.extract_cookies_to_jar(  # type: ignore[no-untyped-call]
+                    session.cookies, raw.request, raw.raw
+                )
+            if not raw.is_redirect:
+                return raw
+        # The requests path; a redirect the direct transport met is followed from here too.
+        prepared = requests.Request(method, url, headers=merged, params=params, json=json_body,
+                                    cookies=session.cookies, auth=_headers_as_set).prepare()
+        if raw is None:
+            raw = session.get_adapter(prepared.url or url).send(prepared, **settings)
+            requests.cookies.extract_cookies_to_jar(session.cookies, prepared, raw.raw)  # type: ignore[no-untyped-call]
         if raw.is_redirect:
             hops = list(session.resolve_redirects(raw, prepared, **settings))
             if hops:
@@ -481,6 +498,8 @@ def _read_body(raw: requests.Response) -> None:
     bench/RESULTS.md). The body lands where requests keeps it, so ``.content``, ``.text`` and
     ``.json()`` behave as before. urllib3's failures are raised as requests exceptions, so the
     retry rules above stay the same (a read timeout is a timeout, not "cannot connect")."""
+    if raw._content_consumed:  # type: ignore[attr-defined]  # the direct transport read it already
+        return
     import requests
     import urllib3.exceptions as u3
 

@@ -7,6 +7,7 @@ any leak byte for byte.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Any
 
 import requests
 
+from connectors.transport import DirectTransport, Exchange
 from syncer.config import Config, load
 from syncer.model import WorkItem
 from syncer.sandbox.github import GitHubApp, cycle_of, start_github_sandbox
@@ -219,27 +221,42 @@ class FakeClock:
             self.now += seconds
 
     def install(self, monkeypatch: Any) -> FakeClock:
-        original = requests.adapters.HTTPAdapter.send
+        """Observe both transports: requests' adapter and ``DirectTransport`` (the one a plain
+        session uses). The adapter's wrapper names what it wraps, so the direct transport stays
+        in use (``connectors.transport.direct_allowed``)."""
+        adapter_send = requests.adapters.HTTPAdapter.send
+        direct_send = DirectTransport.send
 
-        def send(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest,
-                 **kw: Any) -> requests.Response:
+        def record(method: str, url: str, body: Any, headers: Any, send: Callable[[], requests.Response]
+                   ) -> requests.Response:
             at = self.now
-            body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+            raw = body if isinstance(body, bytes) else (body or "").encode()
             try:
-                response = original(adapter, request, **kw)
+                response = send()
             except requests.RequestException:
                 with self._lock:
-                    self.sent.append(Sent(at, str(request.method), str(request.url), 0, body, dict(request.headers)))
+                    self.sent.append(Sent(at, method, url, 0, raw, dict(headers)))
                 raise
-            sent = Sent(at, str(request.method), str(request.url), response.status_code, body,
-                        dict(request.headers))
+            sent = Sent(at, method, url, response.status_code, raw, dict(headers))
             with self._lock:
                 self.sent.append(sent)
             if self.after is not None:
                 self.after(sent)
             return response
 
+        @functools.wraps(adapter_send)
+        def send(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest,
+                 **kw: Any) -> requests.Response:
+            return record(str(request.method), str(request.url), request.body, request.headers,
+                          lambda: adapter_send(adapter, request, **kw))
+
+        @functools.wraps(direct_send)
+        def send_direct(transport: DirectTransport, exchange: Exchange, **kw: Any) -> requests.Response:
+            return record(exchange.method, exchange.url, exchange.body, exchange.headers,
+                          lambda: direct_send(transport, exchange, **kw))
+
         monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+        monkeypatch.setattr(DirectTransport, "send", send_direct)
         return self
 
     def to(self, fragment: str) -> list[Sent]:
