@@ -34,7 +34,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -56,8 +56,8 @@ class Exchange:
 
     method: str
     url: str
-    headers: dict[str, str]
-    body: bytes | None = None
+    headers: dict[str, str] = field(repr=False)  # the credentials travel here
+    body: bytes | None = field(default=None, repr=False)
 
 
 def prepare(
@@ -67,28 +67,37 @@ def prepare(
     (no auth, no cookies, no files): parameters appended to the URL's own query, the URL
     re-quoted, ``None`` parameter values and ``None`` headers dropped, a JSON body as UTF-8 with
     its content type."""
-    from requests.utils import requote_uri
+    import requests
+    from requests.utils import check_header_validity, requote_uri
 
     if params:
         pairs: list[tuple[str, Any]] = []
-        for key, value in params.items():
-            values = value if isinstance(value, list | tuple) else (value,)
+        for key, value in params.items():  # as requests' ``_encode_params``
+            values = (value,) if isinstance(value, str | bytes) or not hasattr(value, "__iter__") else value
             pairs.extend((key, v) for v in values if v is not None)
         query = urlencode(pairs)
         if query:
             parts = urlsplit(url)
             url = urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
-    wire: dict[str, str] = {
-        name: value.decode("latin-1") if isinstance(value, bytes) else value
-        for name, value in headers.items()
-        if value is not None
-    }
+    wire: dict[str, str] = {}
+    for name, value in headers.items():
+        if value is not None:
+            check_header_validity((name, value))  # InvalidHeader, as requests refuses them
+            wire[name] = value.decode("latin-1") if isinstance(value, bytes) else value
     body: bytes | None = None
     if json_body is not None:
-        body = json.dumps(json_body, allow_nan=False).encode("utf-8")
+        try:
+            body = json.dumps(json_body, allow_nan=False).encode("utf-8")
+        except ValueError as exc:
+            raise requests.exceptions.InvalidJSONError(exc) from None
         if not any(name.lower() == "content-type" for name in wire):
             wire["Content-Type"] = "application/json"
-    return Exchange(method.upper(), requote_uri(url), wire, body)
+    method = method.upper()
+    if body is not None:
+        wire["Content-Length"] = str(len(body))
+    elif method not in ("GET", "HEAD"):
+        wire["Content-Length"] = "0"  # requests says so for a DELETE too; http.client would not
+    return Exchange(method, requote_uri(url), wire, body)
 
 
 def direct_allowed(session: requests.Session, url: str, proxies: Mapping[str, str]) -> bool:
@@ -100,8 +109,9 @@ def direct_allowed(session: requests.Session, url: str, proxies: Mapping[str, st
         return False
     if not url.startswith(("http://", "https://")) or session.cert:
         return False
-    if type(session.get_adapter(url)) is not requests.adapters.HTTPAdapter:
-        return False
+    adapter = session.get_adapter(url)
+    if type(adapter) is not requests.adapters.HTTPAdapter or getattr(adapter.max_retries, "total", None) != 0:
+        return False  # another adapter, or requests' own told to retry: the user's setup rules
     # Replaced by a mock (``responses``): leave every request to it. A wrapper that names what it
     # wraps (``functools.wraps``) only observes, and observes ``DirectTransport.send`` as well.
     send = inspect.unwrap(requests.adapters.HTTPAdapter.send)
@@ -139,7 +149,12 @@ class DirectTransport:
 
         parts = urlsplit(exchange.url)
         scheme, host = parts.scheme, parts.hostname or ""
-        port = parts.port or _DEFAULT_PORTS[scheme]
+        try:
+            port = parts.port or _DEFAULT_PORTS[scheme]
+            if not host:
+                raise ValueError("no host")
+        except (ValueError, KeyError) as exc:
+            raise requests.exceptions.InvalidURL(f"cannot send to {exchange.url}: {exc}") from None
         trust = "" if scheme == "http" else (verify if isinstance(verify, str) else "")
         key = (scheme, host, port, trust)
         target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
@@ -151,23 +166,25 @@ class DirectTransport:
             if cookie:
                 headers = {**headers, "Cookie": cookie}
         connection = self._connection(key, connect_timeout, read_timeout)
+        reading = False  # once the status line is in, a failure is the body's (as urllib3 tells them apart)
         try:
             try:
                 connection.request(exchange.method, target, body=exchange.body, headers=headers)
             except ValueError as exc:  # an illegal header value or name, refused before sending
                 raise requests.exceptions.InvalidHeader(str(exc)) from None
             answer = connection.getresponse()
-            try:
-                body = answer.read()
-            except http.client.IncompleteRead as exc:
-                raise requests.exceptions.ChunkedEncodingError(
-                    f"the answer ended after {len(exc.partial)} bytes, {exc.expected} more expected"
-                ) from None
+            reading = True
+            body = answer.read()
             if answer.will_close:
                 self._drop(key)
         except requests.RequestException:
             self._drop(key)
             raise
+        except http.client.IncompleteRead as exc:
+            self._drop(key)
+            raise requests.exceptions.ChunkedEncodingError(
+                f"the answer ended after {len(exc.partial)} bytes, {exc.expected} more expected"
+            ) from None
         except (TimeoutError, socket.timeout) as exc:  # noqa: UP041 - the same class, named for readers
             self._drop(key)
             raise requests.exceptions.ReadTimeout(f"read timed out ({exc})") from None
@@ -176,7 +193,11 @@ class DirectTransport:
             raise requests.exceptions.SSLError(str(exc)) from None
         except (OSError, http.client.HTTPException) as exc:
             self._drop(key)
-            raise requests.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            failure = requests.exceptions.ChunkedEncodingError if reading else requests.exceptions.ConnectionError
+            raise failure(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:  # interrupted mid-answer: the connection holds half of it
+            self._drop(key)
+            raise
         return _response(exchange, answer, _inflate(body, answer.getheader("Content-Encoding")))
 
     # -- connections --------------------------------------------------------------------
@@ -192,24 +213,36 @@ class DirectTransport:
         if connection is not None:
             connection.close()
         scheme, host, port, trust = key
-        if scheme == "https":
-            connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout,
-                                                     context=self._context(trust))
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
         try:
-            connection.connect()
+            sock = socket.create_connection((host, port), connect_timeout)
+        except UnicodeError as exc:  # a host name IDNA cannot encode (a label over 63 characters)
+            raise requests.exceptions.InvalidURL(f"cannot send to {host}: {exc}") from None
         except (TimeoutError, socket.timeout) as exc:  # noqa: UP041
-            connection.close()
             raise requests.exceptions.ConnectTimeout(f"connecting to {host}:{port} timed out ({exc})") from None
-        except ssl.SSLError as exc:
-            connection.close()
-            raise requests.exceptions.SSLError(str(exc)) from None
         except OSError as exc:
-            connection.close()
             raise requests.exceptions.ConnectionError(f"cannot connect to {host}:{port}: {exc}") from None
-        assert connection.sock is not None
-        connection.sock.settimeout(read_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(read_timeout)  # the TLS handshake too, as urllib3 does
+            if scheme == "https":
+                context = self._context(trust)
+                connection = http.client.HTTPSConnection(host, port, context=context)
+                sock = context.wrap_socket(sock, server_hostname=host)
+            else:
+                connection = http.client.HTTPConnection(host, port)
+        except (TimeoutError, socket.timeout) as exc:  # noqa: UP041
+            sock.close()
+            raise requests.exceptions.ReadTimeout(f"the TLS handshake with {host}:{port} timed out ({exc})") from None
+        except ssl.SSLError as exc:
+            sock.close()
+            raise requests.exceptions.SSLError(str(exc)) from None
+        except FileNotFoundError:
+            sock.close()
+            raise  # a CA bundle that is not there: requests raises the OSError too
+        except OSError as exc:
+            sock.close()
+            raise requests.exceptions.ConnectionError(f"cannot connect to {host}:{port}: {exc}") from None
+        connection.sock = sock
         self._connections[key] = connection
         return connection
 
@@ -219,18 +252,21 @@ class DirectTransport:
             connection.close()
 
     def _context(self, trust: str) -> ssl.SSLContext:
-        """Certificates verified, host names checked: against ``trust`` (a CA file or directory)
-        or, as requests does, certifi's bundle."""
+        """Built as urllib3 builds requests' (``create_urllib3_context``: TLS 1.2 or later, host
+        names checked against the certificate's subjectAltName only), trusting ``trust`` (a CA
+        file or directory) or, as requests does, certifi's bundle."""
         context = self._contexts.get(trust)
         if context is None:
-            if trust:
-                directory = os.path.isdir(trust)
-                context = ssl.create_default_context(cafile=None if directory else trust,
-                                                     capath=trust if directory else None)
-            else:
-                from requests.utils import DEFAULT_CA_BUNDLE_PATH  # certifi's bundle, as requests uses
+            from requests.utils import DEFAULT_CA_BUNDLE_PATH
+            from urllib3.util.ssl_ import create_urllib3_context
 
-                context = ssl.create_default_context(cafile=DEFAULT_CA_BUNDLE_PATH)
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            if trust and os.path.isdir(trust):
+                context.load_verify_locations(capath=trust)
+            else:
+                context.load_verify_locations(cafile=trust or DEFAULT_CA_BUNDLE_PATH)
+            context.check_hostname = True
+            context.hostname_checks_common_name = False
             context.set_alpn_protocols(["http/1.1"])
             self._contexts[trust] = context
         return context
@@ -247,6 +283,8 @@ def _idle_socket_closed(sock: socket.socket) -> bool:
 
 
 def _inflate(body: bytes, encoding: str | None) -> bytes:
+    """The body as urllib3 decodes it: gzip (every member) and deflate (zlib or raw) undone,
+    any other coding left as it came."""
     import requests
 
     if not encoding or not body:
@@ -254,18 +292,32 @@ def _inflate(body: bytes, encoding: str | None) -> bytes:
     for coding in reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]):
         try:
             if coding in ("gzip", "x-gzip"):
-                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                body = inflater.decompress(body) + inflater.flush()
+                body = _gunzip(body)
             elif coding == "deflate":
                 try:
                     body = zlib.decompress(body)
                 except zlib.error:  # raw deflate, as some servers send it
                     body = zlib.decompress(body, -zlib.MAX_WBITS)
-            elif coding != "identity":
-                raise requests.exceptions.ContentDecodingError(f"an answer in {coding}, which was not asked for")
         except zlib.error as exc:
             raise requests.exceptions.ContentDecodingError(f"cannot inflate the {coding} answer: {exc}") from None
     return body
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Every gzip member, in order; after the first, what does not inflate is ignored as trailing
+    garbage (urllib3's ``GzipDecoder``)."""
+    out: list[bytes] = []
+    first = True
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(inflater.decompress(data) + inflater.flush())
+        except zlib.error:
+            if first:
+                raise
+            break
+        first, data = False, inflater.unused_data
+    return b"".join(out)
 
 
 class _RawAnswer:

@@ -11,6 +11,7 @@ import functools
 import gzip
 import json
 import socket
+import struct
 import threading
 import time
 import zlib
@@ -71,7 +72,7 @@ class Server:
                 owner.seen.append(seen)
                 owner.reply(self, seen)
 
-            do_GET = do_POST = do_PUT = do_HEAD = _handle  # noqa: N815 - the http.server spelling
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _handle  # noqa: N815 - the http.server spelling
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -164,6 +165,8 @@ CASES: list[tuple[str, str, dict[str, Any] | None, Any, dict[str, Any] | None]] 
                                                   "note": "naïve ☃"}, None),
     ("PUT", "rest/api/3/issue/PLAT-1", None, {"fields": {"customfield_1": 0.5}}, {"Content-Type": "application/json"}),
     ("POST", "empty", None, None, {"X-Extra": "1"}),
+    ("DELETE", "repos/acme/web/issues/1/labels/okr:growth", None, None, None),
+    ("GET", "x", {"fields": ("summary",), "ids": [1, 2], "one": {"only"}}, None, None),
 ]
 
 
@@ -210,6 +213,15 @@ def answers(handler: BaseHTTPRequestHandler, seen: Seen) -> None:
         packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
         send_json(handler, 200, packer.compress(PAYLOAD) + packer.flush(),
                   {"Content-Type": "application/json", "Content-Encoding": "deflate"})
+    elif seen.path.endswith("/gzip-members"):
+        half = len(PAYLOAD) // 2
+        send_json(handler, 200, gzip.compress(PAYLOAD[:half]) + gzip.compress(PAYLOAD[half:]),
+                  {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    elif seen.path.endswith("/gzip-garbage"):
+        send_json(handler, 200, gzip.compress(PAYLOAD) + b"\x00trailing",
+                  {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    elif seen.path.endswith("/odd-coding"):
+        send_json(handler, 200, PAYLOAD, {"Content-Type": "application/json", "Content-Encoding": "utf-8"})
     elif seen.path.endswith("/chunked"):
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
@@ -236,7 +248,8 @@ def answers(handler: BaseHTTPRequestHandler, seen: Seen) -> None:
         send_json(handler, 404, b'{"errorMessages": ["no"]}')
 
 
-@pytest.mark.parametrize("path", ["gzip", "deflate", "raw-deflate", "chunked", "repeated", "same"])
+@pytest.mark.parametrize("path", ["gzip", "gzip-members", "gzip-garbage", "odd-coding", "deflate", "raw-deflate",
+                                  "chunked", "repeated", "same"])
 def test_both_transports_read_the_same_answer(
     path: str, server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch, direct_calls: list[Exchange]
 ) -> None:
@@ -299,6 +312,9 @@ class RawServer:
                 conn.sendall(payload)
             except OSError:
                 return
+            if stall < 0:  # hang up with a reset instead of a clean close
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
             time.sleep(stall)
 
     def close(self) -> None:
@@ -319,6 +335,8 @@ FAULTS: dict[str, tuple[bytes, float]] = {
     "no status line": (b"garbage that is not HTTP\r\n\r\n", 0.0),
     "closed at once": (b"", 0.0),
     "bad gzip": (http_answer(b"not gzip at all", extra="Content-Encoding: gzip\r\n"), 0.0),
+    "reset mid-body": (http_answer(b'{"issues": [', length=5000), -1.0),
+    "reset before the status": (b"HTTP/1.", -1.0),
 }
 
 
@@ -340,6 +358,33 @@ def test_both_transports_fail_alike_and_are_retried_alike(fault: str, monkeypatc
     assert len(direct_calls) == 2  # both attempts of the direct run
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][1:] == (2, 1)
+
+
+@pytest.mark.parametrize("case", ["bad port", "NaN in the body", "space before a header value"])
+def test_what_requests_refuses_to_send_the_direct_transport_refuses_alike(
+    case: str, server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = server(echo)
+    outcomes = []
+    for transport in TRANSPORTS:
+        url = f"{tracker.url}:99999" if case == "bad port" else tracker.url
+        http = client(url, transport, monkeypatch, attempts=1)
+        with pytest.raises(TransientError) as caught:
+            if case == "NaN in the body":
+                http.request("PUT", "x", json_body={"value": float("nan")})
+            elif case == "space before a header value":
+                http.request("GET", "x", headers={"X-Token": " pasted with a space"})
+            else:
+                http.request("GET", "x")
+        outcomes.append(str(caught.value))
+    assert outcomes[0] == outcomes[1]
+    assert "request failed (Invalid" in outcomes[0]
+    assert tracker.seen == []
+
+
+def test_the_exchange_never_shows_its_credentials() -> None:
+    exchange = prepare("GET", "http://127.0.0.1:9/x", None, {"a": 1}, {"Authorization": f"Bearer {SECRET}"})
+    assert SECRET not in repr(exchange) and SECRET in exchange.headers["Authorization"]
 
 
 def test_a_refused_connection_is_the_same_error_on_both(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -452,6 +497,9 @@ def test_the_direct_transport_steps_aside_for_what_requests_was_set_up_to_do(mon
     mounted = requests.Session()
     mounted.mount("https://jira.example.test", Custom())
     assert not direct_allowed(mounted, url, {})
+    retrying = requests.Session()
+    retrying.mount("https://", requests.adapters.HTTPAdapter(max_retries=3))  # requests' own, told to retry
+    assert not direct_allowed(retrying, url, {})
     with responses.RequestsMock():
         assert not direct_allowed(session, url, {})  # a mock answers: leave it every request
     original = requests.adapters.HTTPAdapter.send
@@ -511,5 +559,73 @@ def test_https_is_verified_against_the_source_s_ca_bundle(
         assert refused[0] == refused[1]
         assert "cannot connect to 127.0.0.1" in refused[0]
         assert len(tracker.seen) == 2  # the refused handshakes sent nothing
+    finally:
+        tracker.close()
+
+
+def _cn_only_certificate(tmp_path: Any) -> tuple[str, str, str]:
+    """A CA and a server certificate naming ``localhost`` only in its subject's CN (no
+    subjectAltName), as old internal servers have: (CA file, certificate file, key file)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "okrsync test CA")])
+    day = datetime.timedelta(days=1)
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - day).not_valid_after(now + day)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(2)
+            .not_valid_before(now - day).not_valid_after(now + day)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = [tmp_path / "cn-ca.pem", tmp_path / "cn-leaf.pem", tmp_path / "cn-leaf.key"]
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    return str(files[0]), str(files[1]), str(files[2])
+
+
+def test_tls_refusals_are_the_same_on_both(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name only in the certificate's CN is not a match (as urllib3 checks), and a CA bundle
+    that holds no certificate is a connection failure, not an exception out of the HTTP layer."""
+    import ssl
+
+    pytest.importorskip("cryptography")
+    ca_file, leaf_file, key_file = _cn_only_certificate(tmp_path)
+    not_a_bundle = tmp_path / "not-a-bundle.pem"
+    not_a_bundle.write_text("this is not a certificate\n")
+    tracker = Server(echo)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf_file, key_file)
+    tracker.httpd.socket = context.wrap_socket(tracker.httpd.socket, server_side=True)
+    url = f"https://localhost:{tracker.httpd.server_address[1]}"
+    try:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        for bundle in (ca_file, str(not_a_bundle)):
+            refused = []
+            for transport in TRANSPORTS:
+                if transport == "requests":
+                    monkeypatch.setenv("OKRSYNC_HTTP_TRANSPORT", "requests")
+                else:
+                    monkeypatch.delenv("OKRSYNC_HTTP_TRANSPORT", raising=False)
+                http = HttpClient(source="jira", base_url=url, secrets=(SECRET,), ca_bundle=bundle,
+                                  policy=HttpPolicy(attempts=1))
+                with pytest.raises(TransientError) as caught:
+                    http.get_json("x")
+                refused.append(str(caught.value))
+            assert refused[0] == refused[1] == f"jira: cannot connect to {url.split('//')[1]}; gave up after 1 attempts"
+        assert tracker.seen == []
     finally:
         tracker.close()
