@@ -14,6 +14,7 @@ from responses import registries
 
 from connectors.http import HttpClient, HttpPolicy, StatusError
 from syncer.errors import AuthError, RateLimitedError, TransientError
+from tests.connectors.loopback import RawServer
 
 BASE = "http://127.0.0.1:9/api"
 SECRET = "s3cr3t-token-value"
@@ -274,53 +275,6 @@ def test_a_non_idempotent_write_is_not_resent_after_a_5xx_but_is_after_a_429() -
     assert client.request_count == 3 and clock.sleeps and clock.sleeps[0] >= 1
 
 
-class _RawServer:
-    """A loopback server that plays one scripted answer per connection (bytes, then maybe a
-    stall), for the failures ``responses`` cannot fake: a body cut off mid-way, a stalled body."""
-
-    def __init__(self, answers: list[tuple[bytes, float]]) -> None:
-        import socket
-        import threading
-
-        self.answers = list(answers)
-        self.workers: list[threading.Thread] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(10)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        import threading
-
-        for payload, stall in self.answers:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            worker = threading.Thread(target=self._answer, args=(conn, payload, stall), daemon=True)
-            worker.start()
-            self.workers.append(worker)
-
-    @staticmethod
-    def _answer(conn: Any, payload: bytes, stall: float) -> None:
-        import time
-
-        with conn:
-            conn.settimeout(5)
-            conn.recv(65536)  # the request (small, one segment on loopback)
-            conn.sendall(payload)
-            time.sleep(stall)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.thread.join(timeout=10)
-        for worker in self.workers:
-            worker.join(timeout=10)
-
-
 def _answer(body: bytes, length: int | None = None) -> bytes:
     head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length or len(body)}\r\n"
     return (head + "Connection: close\r\n\r\n").encode() + body
@@ -335,7 +289,7 @@ def _raw_client(url: str, clock: FakeClock, **policy: float | int) -> HttpClient
 def test_a_body_cut_off_mid_way_is_retried_and_then_read_whole() -> None:
     # The body is read in one call under the session: a short read must still be a retry.
     good = b'{"issues": [' + b", ".join(b'{"id": "%d"}' % n for n in range(500)) + b"]}"
-    server = _RawServer([(_answer(good[:100], length=len(good)), 0.0), (_answer(good), 0.0)])
+    server = RawServer([(_answer(good[:100], length=len(good)), 0.0), (_answer(good), 0.0)])
     try:
         clock = FakeClock()
         client = _raw_client(server.url, clock)
@@ -348,7 +302,7 @@ def test_a_body_cut_off_mid_way_is_retried_and_then_read_whole() -> None:
 
 def test_a_body_cut_off_every_time_fails_the_source_without_a_secret() -> None:
     cut = _answer(b'{"issues": [', length=5000)
-    server = _RawServer([(cut, 0.0)] * 3)
+    server = RawServer([(cut, 0.0)] * 3)
     try:
         client = _raw_client(server.url, FakeClock(), attempts=3)
         with pytest.raises(TransientError) as caught:
@@ -361,7 +315,7 @@ def test_a_body_cut_off_every_time_fails_the_source_without_a_secret() -> None:
 
 def test_a_body_that_stalls_past_the_read_timeout_is_a_timeout() -> None:
     stalled = _answer(b'{"issues": [', length=5000)
-    server = _RawServer([(stalled, 1.5), (_answer(b'{"ok": true}'), 0.0)])
+    server = RawServer([(stalled, 1.5), (_answer(b'{"ok": true}'), 0.0)])
     try:
         clock = FakeClock()
         client = _raw_client(server.url, clock, timeout=0.3)
