@@ -25,20 +25,19 @@ noticed before it is reused (a readable idle socket) and replaced.
 
 from __future__ import annotations
 
-import http.client
 import inspect
 import json
 import os
-import select
-import socket
-import ssl
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # ``http.client`` and ``ssl`` are imported where a request is made: `okrsync
+    import http.client  # report` and `--version` never make one, and they were 19 ms of their start-up
+    import socket
+    import ssl
+
     import requests
 
 __all__ = ["DirectTransport", "Exchange", "direct_allowed", "prepare"]
@@ -145,6 +144,10 @@ class DirectTransport:
         cookies: Any = None,
     ) -> requests.Response:
         """Send ``exchange`` and read the whole answer (the connection is then free again)."""
+        import http.client
+        import socket
+        import ssl
+
         import requests
 
         parts = urlsplit(exchange.url)
@@ -204,6 +207,10 @@ class DirectTransport:
 
     def _connection(self, key: tuple[str, str, int, str], connect_timeout: float,
                     read_timeout: float) -> http.client.HTTPConnection:
+        import http.client
+        import socket
+        import ssl
+
         import requests
 
         connection = self._connections.get(key)
@@ -257,6 +264,8 @@ class DirectTransport:
         file or directory) or, as requests does, certifi's bundle."""
         context = self._contexts.get(trust)
         if context is None:
+            import ssl
+
             from requests.utils import DEFAULT_CA_BUNDLE_PATH
             from urllib3.util.ssl_ import create_urllib3_context
 
@@ -275,6 +284,8 @@ class DirectTransport:
 def _idle_socket_closed(sock: socket.socket) -> bool:
     """An idle kept-alive socket with something to read was closed by the server (or holds
     garbage): either way it must not carry the next request (urllib3's ``is_connection_dropped``)."""
+    import select
+
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
@@ -285,6 +296,8 @@ def _idle_socket_closed(sock: socket.socket) -> bool:
 def _inflate(body: bytes, encoding: str | None) -> bytes:
     """The body as urllib3 decodes it: gzip (every member) and deflate (zlib or raw) undone,
     any other coding left as it came."""
+    import zlib
+
     import requests
 
     if not encoding or not body:
@@ -306,6 +319,8 @@ def _inflate(body: bytes, encoding: str | None) -> bytes:
 def _gunzip(data: bytes) -> bytes:
     """Every gzip member, in order; after the first, what does not inflate is ignored as trailing
     garbage (urllib3's ``GzipDecoder``)."""
+    import zlib
+
     out: list[bytes] = []
     first = True
     while data:
