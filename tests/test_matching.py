@@ -235,7 +235,7 @@ def _items_grid() -> list[WorkItem]:
     for source in ("jira", "github"):
         for kind in (ItemKind.ISSUE, ItemKind.SUBTASK, ItemKind.PULL_REQUEST, ItemKind.EPIC):
             for container in ("PLAT", "plat", "acme/Web", "MOB"):
-                for labels in ((), ("perf",), ("Perf", "bug"), ("bug",)):
+                for labels in ((), ("perf",), ("Perf", "bug"), ("bug",), ("STRASSE", "Bug")):
                     for parent in (None, "PLAT-1", "plat-1", "acme/web#3"):
                         n += 1
                         out.append(WorkItem(
@@ -257,6 +257,7 @@ def test_the_rules_fast_predicates_agree_with_matches_on_every_branch() -> None:
         GitHubRule(source="github", repo="ACME/web", labels=("PERF",)), GitHubRule(source="github", type="any"),
         GitHubRule(source="github", type="pull_request", milestone="M1"),
         GitHubRule(source="github", parent="ACME/WEB#3"), GitHubRule(source="jira", type="any"),
+        GitHubRule(source="github", labels=("straße", "BUG")),  # casefolded, not lower-cased
     ]
     items = _items_grid()
     members = {JiraRule(source="jira", jql="x = 1").fingerprint(): frozenset(i.id for i in items[::3])}
