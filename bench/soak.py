@@ -17,7 +17,7 @@ At the end: faults off, the daemon is stopped with SIGTERM (must exit 0), one cl
 - RSS after warm-up grew by at most 20% (median of the last minute against the median of the
   first minute after warm-up);
 - open fds at rest did not grow by more than 5: the fewest open in the last minute against the
-  fewest in the first minute after warm-up (a pass holds ~7 more while it runs: the trackers'
+  fewest in the first minute after warm-up (a pass holds 7 more while it runs: the trackers'
   connections and the store's; a sample can land inside one, so the last sample alone says
   nothing about a leak, while a leak raises the count between passes too).
 
