@@ -103,8 +103,13 @@ class GitHubRule(RuleConfig):
                 return False
             if repo is not None and item.container.casefold() != repo:
                 return False
-            if labels and not (item.labels and labels.issubset(folded_labels(item.labels))):
-                return False
+            if labels:
+                try:
+                    folded = folded_labels(item.labels) if item.labels else frozenset()
+                except TypeError:  # labels in a list (a plugin's model slip): fold them here
+                    folded = frozenset(x.casefold() for x in item.labels)
+                if not labels.issubset(folded):
+                    return False
             if milestone is not None and item.milestone != milestone:
                 return False
             return parent is None or (item.parent_key or "").casefold() == parent

@@ -291,3 +291,12 @@ def test_the_rule_index_gives_what_every_rule_in_config_order_gives() -> None:
     fast = [match_item(item, index, members) for item in items]
     assert fast == slow
     assert sum(bool(m) for m in fast) > len(items) // 4 and any(len(m) >= 2 for m in fast)
+
+
+def test_a_github_label_rule_takes_labels_in_a_list_too() -> None:
+    """The predicate folds an item's labels through a cache keyed by the tuple; a list (an item
+    built by a plugin connector that did not make a tuple) is folded directly, not an error."""
+    rule = GitHubRule(source="github", labels=("BUG",))
+    listed = gh("a/b#1")._replace(labels=["Bug", "p1"])
+    assert rule.predicate()(listed, {}) is True is rule.matches(listed, {})
+    assert rule.predicate()(listed._replace(labels=["p1"]), {}) is False
